@@ -1,0 +1,42 @@
+"""The scoring service's process: the faust worker plus its health and metrics endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cxm_scoring.config import ScoringSettings
+from cxm_scoring.worker import create_faust_app
+from cxm_shared.kafka import KafkaProbe, ensure_topics
+from cxm_shared.streaming import hosted, worker_ready
+from cxm_shared.telemetry import health_router
+from cxm_shared.topics import Topics
+
+
+def create_app(settings: ScoringSettings | None = None) -> FastAPI:
+    settings = settings or ScoringSettings()
+    topics = Topics(prefix=settings.topic_prefix)
+    probe = KafkaProbe(settings.kafka_bootstrap)
+    faust_app = create_faust_app(settings)
+
+    async def worker_check() -> bool:
+        return worker_ready(faust_app)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            topics.all_specs(partitions=settings.topic_partitions),
+            replication=settings.topic_replication,
+        )
+        async with hosted(faust_app):
+            yield
+        await probe.close()
+
+    app = FastAPI(title="CXM scoring", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.faust = faust_app
+    app.include_router(health_router({"kafka": probe, "worker": worker_check}))
+    return app

@@ -1,0 +1,1 @@
+"""The one library every CXM service imports. It imports no service."""
