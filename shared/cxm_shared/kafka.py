@@ -39,7 +39,9 @@ def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(bootstrap: str, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+def make_consumer(
+    bootstrap: str, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
     """A consumer that commits only what the caller says is done (at-least-once)."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
@@ -52,11 +54,17 @@ def make_consumer(bootstrap: str, *topics: str, group_id: str | None, **override
     return AIOKafkaConsumer(*topics, **options)
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, replication: int = 1) -> None:
+async def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], *, replication: int = 1
+) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
     wanted = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication,
-                 topic_configs=s.config())
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=replication,
+            topic_configs=s.config(),
+        )
         for s in specs
     ]
     if not wanted:

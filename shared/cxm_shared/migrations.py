@@ -32,7 +32,9 @@ def run_env(target_metadata: MetaData | None) -> None:
         try:
             async with engine.begin() as conn:
                 # Serialise concurrent migrators (several replicas starting at once).
-                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema}
+                )
                 await conn.run_sync(do_run)
         finally:
             await engine.dispose()

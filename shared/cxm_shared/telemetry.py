@@ -43,8 +43,10 @@ def health_router(
     async def readyz() -> JSONResponse:
         results = {name: await check() for name, check in checks.items()}
         ready = all(results.values())
-        body = {"status": "ready" if ready else "unavailable",
-                "checks": {k: "ok" if v else "failing" for k, v in results.items()}}
+        body = {
+            "status": "ready" if ready else "unavailable",
+            "checks": {k: "ok" if v else "failing" for k, v in results.items()},
+        }
         headers = {} if ready else {"Retry-After": "5"}
         return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 

@@ -31,7 +31,9 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate, script_location=MIGRATIONS, url=database_url, schema=SCHEMA)
+        await asyncio.to_thread(
+            migrate, script_location=MIGRATIONS, url=database_url, schema=SCHEMA
+        )
         await ensure_topics(
             settings.kafka_bootstrap,
             topics.all_specs(partitions=settings.topic_partitions),

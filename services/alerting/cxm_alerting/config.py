@@ -1,4 +1,4 @@
-"""Settings of the alerting service (environment prefix ``CXM_``; its port: ``CXM_ALERTING_PORT``)."""
+"""Settings of the alerting service (env prefix ``CXM_``, port ``CXM_ALERTING_PORT``)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,6 @@ from cxm_shared.settings import ServiceSettings
 
 class AlertingSettings(ServiceSettings):
     service_name: str = "alerting"
-    port: int = Field(default=8004, ge=1, le=65535, validation_alias=AliasChoices("CXM_ALERTING_PORT"))
+    port: int = Field(
+        default=8004, ge=1, le=65535, validation_alias=AliasChoices("CXM_ALERTING_PORT")
+    )

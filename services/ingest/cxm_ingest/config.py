@@ -1,4 +1,4 @@
-"""Settings of the ingest service (environment prefix ``CXM_``; its port: ``CXM_INGEST_PORT``)."""
+"""Settings of the ingest service (env prefix ``CXM_``, port ``CXM_INGEST_PORT``)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,6 @@ from cxm_shared.settings import ServiceSettings
 
 class IngestSettings(ServiceSettings):
     service_name: str = "ingest"
-    port: int = Field(default=8001, ge=1, le=65535, validation_alias=AliasChoices("CXM_INGEST_PORT"))
+    port: int = Field(
+        default=8001, ge=1, le=65535, validation_alias=AliasChoices("CXM_INGEST_PORT")
+    )

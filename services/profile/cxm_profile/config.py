@@ -1,4 +1,4 @@
-"""Settings of the profile service (environment prefix ``CXM_``; its port: ``CXM_PROFILE_PORT``)."""
+"""Settings of the profile service (env prefix ``CXM_``, port ``CXM_PROFILE_PORT``)."""
 
 from __future__ import annotations
 
@@ -9,5 +9,7 @@ from cxm_shared.settings import ServiceSettings
 
 class ProfileSettings(ServiceSettings):
     service_name: str = "profile"
-    port: int = Field(default=8002, ge=1, le=65535, validation_alias=AliasChoices("CXM_PROFILE_PORT"))
+    port: int = Field(
+        default=8002, ge=1, le=65535, validation_alias=AliasChoices("CXM_PROFILE_PORT")
+    )
     data_dir: str = ".data"

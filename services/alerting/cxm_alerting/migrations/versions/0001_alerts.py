@@ -23,8 +23,12 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.String(64), nullable=False),
         sa.Column("status", sa.String(16), nullable=False, server_default="open"),
         sa.Column("payload", JSONB, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         schema="alerting",
     )
     op.create_index("ix_alerts_customer", "alerts", ["customer_id"], schema="alerting")

