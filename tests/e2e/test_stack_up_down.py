@@ -108,6 +108,8 @@ def test_up_brings_everything_to_ready_and_down_leaves_nothing(stack_env: dict[s
         timeout=180,
     )
     assert down.returncode == 0, down.stderr[-4000:]
+    # every process stopped on SIGTERM by itself: none needed the SIGKILL fallback
+    assert "did not stop" not in down.stderr, down.stderr
     alive = [pid for pid in pids if pid_alive(pid)]
     for pid in alive:  # do not leave them behind even when the assertion fails
         os.kill(pid, signal.SIGKILL)
