@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from cxm_profile.config import ProfileSettings
+from cxm_profile.errors import BadRequest, Conflict, NotFound
 from cxm_profile.models import SCHEMA
+from cxm_profile.profiles.views import router as profiles_router
+from cxm_profile.stream.agents import Pipeline, register_agents
 from cxm_profile.worker import create_faust_app
 from cxm_shared.db import db_reachable, make_engine, migrate
-from cxm_shared.kafka import KafkaProbe, ensure_topics
+from cxm_shared.kafka import KafkaProbe, ensure_topics, make_producer
 from cxm_shared.streaming import hosted, worker_ready
 from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics
@@ -26,8 +30,10 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     topics = Topics(prefix=settings.topic_prefix)
     probe = KafkaProbe(settings.kafka_bootstrap)
     database_url = settings.database_url.get_secret_value()
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, pool_size=settings.db_pool_size)
     faust_app = create_faust_app(settings)
+    pipeline = Pipeline(settings=settings, engine=engine, topics=topics)
+    register_agents(faust_app, pipeline)
 
     async def database_check() -> bool:
         return await db_reachable(engine)
@@ -45,10 +51,16 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
             topics.all_specs(partitions=settings.topic_partitions),
             replication=settings.topic_replication,
         )
+        # aiokafka binds a producer to the running loop: build it here, not in create_app.
+        producer = pipeline.producer = make_producer(
+            settings.kafka_bootstrap, client_id="cxm-profile"
+        )
+        await producer.start()
         try:
             async with hosted(faust_app):
                 yield
         finally:
+            await producer.stop()
             await probe.close()
             await engine.dispose()
 
@@ -56,7 +68,25 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.faust = faust_app
+    app.state.topics = topics
+    app.state.pipeline = pipeline
+    app.state.api_tokens = settings.api_token_list()
     app.include_router(
         health_router({"kafka": probe, "postgres": database_check, "worker": worker_check})
     )
+    app.include_router(profiles_router)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, error: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
+        detail = [{"loc": ["query", error.field], "msg": error.problem}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     return app

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from functools import cached_property
+from pathlib import Path
 
-from cxm_shared.settings import ServiceSettings
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+
+from cxm_profile.identity.rules import DEFAULT_RULES, ResolutionRules, load_rules
+from cxm_shared.settings import DEV_HASH_KEY, ServiceSettings
 
 
 class ProfileSettings(ServiceSettings):
@@ -13,3 +18,24 @@ class ProfileSettings(ServiceSettings):
         default=8002, ge=1, le=65535, validation_alias=AliasChoices("CXM_PROFILE_PORT")
     )
     data_dir: str = ".data"
+    # HMAC key of identifier hashes: rotating it orphans every stored identifier.
+    identifier_hash_key: SecretStr = SecretStr(DEV_HASH_KEY)
+    # YAML/JSON file with resolution rules (see identity/rules.py); built-in defaults if unset.
+    resolution_rules_file: Path | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_dev_hash_key_outside_local(self) -> ProfileSettings:
+        if self.mode != "local" and self.identifier_hash_key.get_secret_value() == DEV_HASH_KEY:
+            raise ValueError("identifier_hash_key: the dev key is only accepted in local mode")
+        return self
+
+    @property
+    def secret(self) -> bytes:
+        return self.identifier_hash_key.get_secret_value().encode()
+
+    @cached_property
+    def rules(self) -> ResolutionRules:
+        if self.resolution_rules_file is None:
+            return load_rules(DEFAULT_RULES)
+        return load_rules(yaml.safe_load(self.resolution_rules_file.read_text()))

@@ -24,6 +24,15 @@ async def resolve_event(
 ) -> Resolution:
     parsed = parse_identifiers(identifiers, rules=rules, secret=secret)
     event = IdentityEvent(event_id, channel, touchpoint, parsed)
+    return await resolve_parsed(event=event, rules=rules, repository=repository, now=now)
+
+
+async def resolve_parsed(
+    *, event: IdentityEvent, rules: ResolutionRules, repository: IdentityRepository, now: datetime
+) -> Resolution:
+    """Resolve an event whose identifiers are already parsed (and, e.g., filtered)."""
+    parsed = event.identifiers
+    event_id = event.event_id
     facts = await repository.load_facts(
         event_id=event_id, keys=[identifier.key for identifier in parsed.accepted]
     )
