@@ -1,0 +1,80 @@
+"""The customer's recent touchpoints across channels, kept by alerting itself from
+``cx.touchpoints.resolved`` (services never read each other's databases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cxm_alerting.models import alerts, deliveries, journey, stream_events
+from cxm_alerting.notify.payloads import masked_identifiers
+from cxm_shared.events import ResolvedTouchpoint
+
+
+async def record_touchpoint(
+    *, conn: AsyncConnection, touchpoint: ResolvedTouchpoint, keep: int
+) -> None:
+    """Store one touchpoint (identifiers masked: raw ones never land here) and trim the
+    customer's journey to the ``keep`` most recent."""
+    await conn.execute(
+        insert(journey)
+        .values(
+            customer_id=touchpoint.customer_id,
+            event_id=touchpoint.event_id,
+            occurred_at=touchpoint.occurred_at,
+            channel=touchpoint.channel,
+            touchpoint=touchpoint.touchpoint,
+            type=touchpoint.type,
+            identifiers=masked_identifiers(touchpoint.identifiers),
+        )
+        .on_conflict_do_nothing()
+    )
+    await conn.execute(
+        text(
+            "DELETE FROM alerting.journey WHERE customer_id = :c AND event_id IN ("
+            " SELECT event_id FROM alerting.journey WHERE customer_id = :c"
+            " ORDER BY occurred_at DESC OFFSET :keep)"
+        ),
+        {"c": touchpoint.customer_id, "keep": keep},
+    )
+
+
+async def last_touchpoints(
+    *, conn: AsyncConnection, customer_id: str, limit: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """(most recent touchpoints first, masked identifiers seen across them)."""
+    rows = (
+        await conn.execute(
+            select(journey)
+            .where(journey.c.customer_id == customer_id)
+            .order_by(journey.c.occurred_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    identifiers: dict[str, str] = {}
+    points = []
+    for row in rows:
+        for kind, value in (row.identifiers or {}).items():
+            identifiers.setdefault(kind, value)
+        points.append(
+            {
+                "event_id": row.event_id,
+                "occurred_at": row.occurred_at.isoformat(),
+                "channel": row.channel,
+                "touchpoint": row.touchpoint,
+                "type": row.type,
+            }
+        )
+    return points, identifiers
+
+
+async def erase_customer(*, conn: AsyncConnection, customer_id: str) -> None:
+    """GDPR erasure: the customer's journey, alerts, pending deliveries and stream events."""
+    ids = select(alerts.c.alert_id).where(alerts.c.customer_id == customer_id)
+    await conn.execute(delete(deliveries).where(deliveries.c.alert_id.in_(ids)))
+    await conn.execute(delete(stream_events).where(stream_events.c.alert_id.in_(ids)))
+    await conn.execute(delete(alerts).where(alerts.c.customer_id == customer_id))
+    await conn.execute(delete(journey).where(journey.c.customer_id == customer_id))

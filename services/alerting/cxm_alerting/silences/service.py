@@ -1,0 +1,98 @@
+"""Silences stored in PostgreSQL; expiry is a time range, so no clean-up job is needed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cxm_alerting.errors import AlertingError, NotFound
+from cxm_alerting.models import silences
+from cxm_alerting.notify.silences import Silence
+from cxm_alerting.silences.schemas import SilenceIn, SilenceOut
+
+
+def _model(row: Any) -> Silence:
+    return Silence(
+        id=row.id,
+        matchers=list(row.matchers),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        comment=row.comment,
+    )
+
+
+def to_out(silence: Silence, *, now: datetime) -> SilenceOut:
+    return SilenceOut(
+        id=silence.id,
+        matchers=[str(m) for m in silence.matchers],
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        created_by=silence.created_by,
+        comment=silence.comment,
+        state=silence.state(now=now).value,
+    )
+
+
+async def create(*, conn: AsyncConnection, body: SilenceIn, now: datetime) -> Silence:
+    try:
+        silence = Silence(
+            id=str(uuid.uuid4()),
+            matchers=body.matchers,
+            starts_at=body.starts_at or now,
+            ends_at=body.ends_at,
+            created_by=body.created_by,
+            comment=body.comment,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise AlertingError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from exc
+    await conn.execute(
+        silences.insert().values(
+            id=silence.id,
+            matchers=[str(m) for m in silence.matchers],
+            starts_at=silence.starts_at,
+            ends_at=silence.ends_at,
+            created_by=silence.created_by,
+            comment=silence.comment,
+        )
+    )
+    return silence
+
+
+async def get(*, conn: AsyncConnection, silence_id: str) -> Silence:
+    row = (await conn.execute(select(silences).where(silences.c.id == silence_id))).first()
+    if row is None:
+        raise NotFound(f"silence {silence_id} not found")
+    return _model(row)
+
+
+async def list_all(*, conn: AsyncConnection) -> list[Silence]:
+    rows = await conn.execute(select(silences).order_by(silences.c.created_at.desc()))
+    return [_model(r) for r in rows]
+
+
+async def active(*, conn: AsyncConnection, now: datetime) -> list[Silence]:
+    rows = await conn.execute(
+        select(silences).where(silences.c.starts_at <= now, silences.c.ends_at > now)
+    )
+    return [_model(r) for r in rows]
+
+
+async def expire(*, conn: AsyncConnection, silence_id: str, now: datetime) -> Silence:
+    """End a silence now (kept for the record, as Alertmanager does)."""
+    silence = await get(conn=conn, silence_id=silence_id)
+    if silence.ends_at > now:
+        starts = min(silence.starts_at, now - timedelta(microseconds=1))
+        await conn.execute(
+            update(silences)
+            .where(silences.c.id == silence_id)
+            .values(ends_at=now, starts_at=starts)
+        )
+    return await get(conn=conn, silence_id=silence_id)

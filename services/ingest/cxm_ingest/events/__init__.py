@@ -1,0 +1,1 @@
+"""Touchpoint events: native and Segment-compatible intake, dedup, and publishing to Kafka."""
