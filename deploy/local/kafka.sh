@@ -9,6 +9,8 @@ source "$(dirname "$0")/common.sh"
 
 KAFKA_HOME=$DATA_DIR/kafka
 LIBS=$KAFKA_HOME/libs
+AGENT_DIR=$KAFKA_HOME/agent
+JMX_PORT=${CXM_KAFKA_JMX_PORT:-7071}
 POM=$ROOT/deploy/kafka/pom.xml
 PID=$RUN_DIR/kafka.pid
 LOG=$LOG_DIR/kafka.log
@@ -23,9 +25,11 @@ install() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   command -v mvn >/dev/null || die "maven is needed once to fetch the Kafka jars: apt-get install maven"
   log "fetching the Kafka broker jars from Maven Central (once)"
-  rm -rf "$LIBS"
-  mvn -q -B -f "$POM" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$LOG_DIR/kafka-fetch.log" 2>&1 \
+  rm -rf "$LIBS" "$AGENT_DIR"
+  { mvn -q -B -f "$POM" dependency:copy-dependencies \
+      -DoutputDirectory="$LIBS" -DincludeScope=runtime \
+    && mvn -q -B -f "$POM" dependency:copy -DoutputDirectory="$AGENT_DIR"; } \
+    >"$LOG_DIR/kafka-fetch.log" 2>&1 \
     || { tail_log "$LOG_DIR/kafka-fetch.log"; die "mvn could not fetch the Kafka jars"; }
   echo "$want" >"$stamp"
 }
@@ -39,10 +43,14 @@ render_config() {
 }
 
 start() {
-  install
+  # a running broker keeps its jars: never refetch them under it
   if pid_alive "$PID"; then log "kafka already running (pid $(cat "$PID"))"; return 0; fi
+  install
   if port_open "$KAFKA_PORT"; then
     die "port $KAFKA_PORT is taken by another process; stop it or set CXM_KAFKA_PORT"
+  fi
+  if port_open "$JMX_PORT"; then
+    die "port $JMX_PORT (broker metrics) is taken by another process; set CXM_KAFKA_JMX_PORT"
   fi
   render_config
   if [ ! -f "$STORAGE/meta.properties" ]; then
@@ -54,6 +62,7 @@ start() {
   fi
   log "starting kafka on 127.0.0.1:$KAFKA_PORT"
   setsid nohup java -Xms256m -Xmx${CXM_KAFKA_HEAP:-1g} -XX:+UseG1GC \
+    -javaagent:"$AGENT_DIR/jmx_prometheus_javaagent.jar=127.0.0.1:$JMX_PORT:$ROOT/deploy/kafka/jmx-exporter.yaml" \
     ${CXM_KAFKA_JAVA_OPTS:-} -cp "$LIBS/*" -Dkafka.logfile="$LOG" \
     -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
     kafka.Kafka "$CONF" >"$LOG_DIR/kafka.out" 2>&1 </dev/null &
@@ -72,7 +81,8 @@ start() {
 stop() { stop_pid "$PID" kafka 60; }
 
 status() {
-  if pid_alive "$PID"; then echo "kafka: running (pid $(cat "$PID")) on 127.0.0.1:$KAFKA_PORT"
+  if pid_alive "$PID"; then
+    echo "kafka: running (pid $(cat "$PID")) on 127.0.0.1:$KAFKA_PORT, metrics :$JMX_PORT"
   else echo "kafka: stopped"; fi
 }
 

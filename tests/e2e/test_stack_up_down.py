@@ -51,6 +51,7 @@ def stack_env() -> dict[str, str]:
         CXM_KAFKA_PORT=str(free_port()),
         CXM_KAFKA_CONTROLLER_PORT=str(free_port()),
         CXM_PG_PORT=str(free_port()),
+        CXM_KAFKA_JMX_PORT=str(free_port()),
         CXM_KAFKA_HEAP="512m",
         **{f"CXM_{s.upper()}_PORT": str(free_port()) for s in SERVICES},
     )
