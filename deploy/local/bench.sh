@@ -5,8 +5,10 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash deploy/local/stack.sh infra
-export CXM_BENCH_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+# The bench scripts read these (the server they create scratch databases and topics on).
+export CXM_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export CXM_BENCH_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+export CXM_BENCH_POSTGRES=$CXM_BENCH_DATABASE_URL
 mkdir -p bench/results
 status=0
 for script in bench/*_bench.py; do
