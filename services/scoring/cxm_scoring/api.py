@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from cxm_scoring.config import ScoringSettings
-from cxm_scoring.worker import create_faust_app
+from cxm_scoring.sentiment import warm_up
+from cxm_scoring.worker import create_faust_app, handoff_topic_name
 from cxm_shared.kafka import KafkaProbe, ensure_topics
 from cxm_shared.streaming import hosted, worker_ready
 from cxm_shared.telemetry import health_router
-from cxm_shared.topics import Topics
+from cxm_shared.topics import Topics, TopicSpec
 
 
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
@@ -28,9 +30,14 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka_bootstrap,
-            topics.all_specs(partitions=settings.topic_partitions),
+            [
+                *topics.all_specs(partitions=settings.topic_partitions),
+                TopicSpec(Topics.dlq(handoff_topic_name(settings)), 1),
+            ],
             replication=settings.topic_replication,
         )
+        # Build the sentiment analysers before consuming: the first feedback is not slow.
+        await asyncio.to_thread(warm_up)
         async with hosted(faust_app):
             yield
         await probe.close()

@@ -1,22 +1,464 @@
-"""The scoring service's faust app: one experience state per customer (agents come with the
-scoring issue; this module owns the app so there is one place that builds it)."""
+"""The scoring service's faust app: one experience state per customer.
+
+Topics and agents:
+
+- ``score_experience`` (resolved touchpoints, key = customer id): applies each touchpoint to
+  ``experience_by_customer[customer]``, publishes the ScoreSnapshot (compacted scores topic)
+  and the signals it raised.
+- ``follow_identity_changes`` / ``follow_erasures``: re-key merges, unmerges and erasures onto
+  the internal hand-off topic, so that each step runs on the partition that owns the key.
+- ``hand_over`` (internal ``<app id>-handoff``, co-partitioned with the resolved topic):
+  ``export`` on the loser's partition takes its state out (leaving a tombstone that remembers
+  it), ``import`` on the winner's partition combines it; ``forward`` carries a touchpoint that
+  still arrived for a merged-away customer to the winner; ``erase`` deletes state and writes a
+  tombstone on the scores topic; ``unmerge`` restores the loser's state as it was at the merge
+  (documented limit: what the loser did while merged stays with the winner, aggregates cannot
+  be split back).
+- a timer publishing per-partition base statistics, and a reader of those, for decile and RFM
+  cut points against the whole base (see ``cxm_scoring.experience.base``).
+
+Poison messages (undecodable, invalid scores or amounts) go to ``<topic>.dlq``; anything else
+raised crashes the worker so Kafka redelivers (idempotency makes the redelivery harmless).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import faust
+import orjson
+from pydantic import ValidationError
 
+from cxm_scoring import metrics
 from cxm_scoring.config import ScoringSettings
+from cxm_scoring.domain.errors import ScoringDomainError
+from cxm_scoring.experience.base import partition_histogram, recompute_cuts
+from cxm_scoring.experience.model_config import load_bgnbd, load_segment_rules
+from cxm_scoring.experience.models import ExperienceState, Tombstone, load_entry
+from cxm_scoring.experience.service import (
+    ScoringModel,
+    apply_touchpoint,
+    base_row,
+    merge_states,
+    score_snapshot,
+    source_key,
+)
+from cxm_shared.dlq import dead_letter
+from cxm_shared.events import CustomerErased, IdentityChange, ResolvedTouchpoint
+from cxm_shared.kafka import make_consumer
 from cxm_shared.streaming import make_faust_app
+from cxm_shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+POISON = (ValidationError, ScoringDomainError, orjson.JSONDecodeError, KeyError, TypeError)
+
+
+def app_id(settings: ScoringSettings) -> str:
+    return f"{settings.topic_prefix}cxm-scoring"
+
+
+def handoff_topic_name(settings: ScoringSettings) -> str:
+    return f"{app_id(settings)}-handoff"
+
+
+def base_stats_topic_name(settings: ScoringSettings) -> str:
+    return f"{app_id(settings)}-base-stats"
+
+
+class Scorer:
+    """The agents' shared context: the table, output topics, the model and metrics."""
+
+    def __init__(self, app: faust.App, settings: ScoringSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = Topics(prefix=settings.topic_prefix)
+        self.model = ScoringModel(
+            bgnbd=load_bgnbd(settings.churn_model_path),
+            rules=load_segment_rules(settings.segments_path),
+            churn_high=settings.churn_high_threshold,
+            churn_rising_delta=settings.churn_rising_delta,
+        )
+        self.rolling = metrics.RollingSurveyAggregates()
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        n = settings.topic_partitions
+        self.resolved = app.topic(self.topics.touchpoints_resolved, **raw)
+        self.merges = app.topic(self.topics.identity_merges, **raw)
+        self.erasures = app.topic(self.topics.erasures, **raw)
+        self.scores = app.topic(self.topics.scores, **raw)
+        self.signals = app.topic(self.topics.signals, **raw)
+        self.handoff = app.topic(handoff_topic_name(settings), partitions=n, internal=True, **raw)
+        self.base_stats = app.topic(
+            base_stats_topic_name(settings),
+            partitions=1,
+            internal=True,
+            config={"cleanup.policy": "compact"},
+            **raw,
+        )
+        self.table = app.Table(
+            "experience_by_customer",
+            default=None,
+            partitions=n,
+            schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.base_by_partition: dict[int, dict[str, Any]] = {}
+
+    # -- table access -------------------------------------------------------------------
+
+    def load(self, key: bytes) -> ExperienceState | Tombstone | None:
+        raw = self.table.get(key)
+        return None if raw is None else load_entry(orjson.loads(raw))
+
+    def save(self, key: bytes, entry: ExperienceState | Tombstone) -> None:
+        # Reassigned (never mutated in place) so the changelog sees every change.
+        self.table[key] = orjson.dumps(entry.to_dict())
+
+    # -- outputs --------------------------------------------------------------------------
+
+    async def publish_snapshot(self, state: ExperienceState) -> None:
+        snapshot = score_snapshot(state, model=self.model)
+        snapshot["updated_at"] = _iso(snapshot["updated_at"])
+        await self.scores.send(key=state.customer_id.encode(), value=orjson.dumps(snapshot))
+
+    async def publish_signals(self, customer_id: str, signals: list[dict[str, Any]]) -> None:
+        for sig in signals:
+            sig["occurred_at"] = _iso(sig["occurred_at"])
+            sig["schema_version"] = 1
+            await self.signals.send(key=customer_id.encode(), value=orjson.dumps(sig))
+            metrics.SIGNALS.labels(sig["kind"]).inc()
+
+    async def dead_letter(self, event: faust.EventT, error: BaseException) -> None:
+        msg = event.message
+        metrics.DEAD_LETTERS.labels(_topic_label(msg.topic, self.settings)).inc()
+        log.warning(
+            "dead-lettered topic=%s partition=%d offset=%d reason=%s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            type(error).__name__,
+        )
+        await dead_letter(
+            _FaustProducerAdapter(self.app.producer),  # type: ignore[arg-type]
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            error=error,
+            service="scoring",
+        )
+
+    # -- touchpoints ------------------------------------------------------------------------
+
+    async def on_touchpoint(
+        self, touchpoint: ResolvedTouchpoint, *, customer_id: str, source: str, offset: int
+    ) -> None:
+        key = customer_id.encode()
+        entry = self.load(key)
+        if isinstance(entry, Tombstone):
+            if entry.erased:
+                metrics.EVENTS_SKIPPED.labels("erased").inc()
+                return
+            assert entry.merged_into is not None
+            metrics.EVENTS_SKIPPED.labels("forwarded").inc()
+            body = {"op": "forward", "winner": entry.merged_into, "event": _dump(touchpoint)}
+            await self.handoff.send(key=entry.merged_into.encode(), value=orjson.dumps(body))
+            return
+        state = entry or ExperienceState(customer_id=customer_id)
+        applied = apply_touchpoint(
+            state, event=touchpoint, model=self.model, source=source, offset=offset
+        )
+        if applied is None:
+            metrics.EVENTS_SKIPPED.labels("duplicate").inc()
+            return
+        state.partition = int(source.rsplit(":", 1)[1])
+        self.save(key, state)
+        await self.publish_snapshot(state)
+        await self.publish_signals(customer_id, applied.signals)
+        metrics.EVENTS_SCORED.labels(metrics.type_label(touchpoint.type)).inc()
+        if applied.churn_risk is not None:
+            metrics.CHURN_RISK.observe(applied.churn_risk)
+        if applied.survey is not None:
+            self._roll(touchpoint, state, applied.survey)
+
+    def _roll(self, tp: ResolvedTouchpoint, state: ExperienceState, response: Any) -> None:
+        self.rolling.add(dimension="channel", value=tp.channel, response=response)
+        self.rolling.add(dimension="touchpoint", value=tp.touchpoint or "none", response=response)
+        for segment in state.segments:
+            self.rolling.add(dimension="segment", value=segment, response=response)
+        experiment = tp.context.get("experiment")
+        if isinstance(experiment, dict) and experiment.get("id") and experiment.get("variant"):
+            value = f"{experiment['id']}:{experiment['variant']}"[:64]
+            self.rolling.add(dimension="variant", value=value, response=response)
+
+    # -- hand-over (merges, unmerges, erasures) ------------------------------------------------
+
+    async def on_handoff(self, body: dict[str, Any], *, source: str, offset: int) -> None:
+        op = body["op"]
+        if op == "forward":
+            touchpoint = ResolvedTouchpoint.model_validate(body["event"])
+            await self.on_touchpoint(
+                touchpoint, customer_id=body["winner"], source=source, offset=offset
+            )
+        elif op == "export":
+            await self._export(body["loser"], winner=body["winner"], merge_id=body["merge_id"])
+        elif op == "import":
+            await self._import(
+                body["winner"], loser=body["loser"], merge_id=body["merge_id"], data=body["state"]
+            )
+        elif op == "erase":
+            await self._erase(body["customer_id"])
+        elif op == "unmerge":
+            await self._unmerge(body["loser"], merge_id=body["merge_id"])
+        else:
+            raise KeyError(f"op: unknown hand-off operation {op!r}")
+
+    async def _export(self, loser: str, *, winner: str, merge_id: str) -> None:
+        entry = self.load(loser.encode())
+        if isinstance(entry, Tombstone):
+            if entry.erased or entry.merge_id != merge_id:
+                return  # erased, or already merged elsewhere: nothing of this merge to move
+            exported = entry.exported  # a redelivered export: send the same state again
+        else:
+            exported = entry.to_dict() if entry is not None else None
+            self.save(
+                loser.encode(),
+                Tombstone(merged_into=winner, merge_id=merge_id, exported=exported),
+            )
+            await self.scores.send(key=loser.encode(), value=None)
+        body = {
+            "op": "import",
+            "winner": winner,
+            "loser": loser,
+            "merge_id": merge_id,
+            "state": exported,
+        }
+        await self.handoff.send(key=winner.encode(), value=orjson.dumps(body))
+
+    async def _import(
+        self, winner: str, *, loser: str, merge_id: str, data: dict[str, Any] | None
+    ) -> None:
+        key = winner.encode()
+        entry = self.load(key)
+        if isinstance(entry, Tombstone):
+            if entry.erased:
+                return
+            # The winner itself was merged away meanwhile: pass the state on.
+            body = {"op": "import", "winner": entry.merged_into, "loser": loser}
+            body |= {"merge_id": merge_id, "state": data}
+            await self.handoff.send(key=str(entry.merged_into).encode(), value=orjson.dumps(body))
+            return
+        state = entry or ExperienceState(customer_id=winner)
+        if any(m[0] == merge_id for m in state.merged_from):
+            return
+        if data is not None:
+            state = merge_states(state, ExperienceState.from_dict(data))
+        state.merged_from = [*state.merged_from, [merge_id, loser]]
+        self.save(key, state)
+        metrics.IDENTITY_CHANGES.labels("merged").inc()
+        await self.publish_snapshot(state)
+
+    async def _erase(self, customer_id: str) -> None:
+        key = customer_id.encode()
+        entry = self.load(key)
+        if isinstance(entry, Tombstone) and entry.erased:
+            return
+        self.save(key, Tombstone(erased=True))
+        await self.scores.send(key=key, value=None)
+        metrics.IDENTITY_CHANGES.labels("erased").inc()
+        if isinstance(entry, ExperienceState):
+            # Customers merged into this one left a tombstone holding their old state.
+            for _, loser in entry.merged_from:
+                body = {"op": "erase", "customer_id": loser}
+                await self.handoff.send(key=loser.encode(), value=orjson.dumps(body))
+
+    async def _unmerge(self, loser: str, *, merge_id: str) -> None:
+        key = loser.encode()
+        entry = self.load(key)
+        if not isinstance(entry, Tombstone) or entry.erased or entry.merge_id != merge_id:
+            return
+        if entry.exported is not None:
+            state = ExperienceState.from_dict(entry.exported)
+            self.save(key, state)
+            await self.publish_snapshot(state)
+        else:
+            self.table.pop(key, None)
+        metrics.IDENTITY_CHANGES.labels("unmerged").inc()
+
+    # -- base statistics ---------------------------------------------------------------------
+
+    async def publish_base_stats(self) -> None:
+        assigned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.topics.touchpoints_resolved
+        }
+        rows: dict[int, list[tuple[float, int, int]]] = {p: [] for p in assigned}
+        for i, raw in enumerate(self.table.values()):
+            if i % 5000 == 4999:
+                await asyncio.sleep(0)
+            entry = load_entry(orjson.loads(raw))
+            if isinstance(entry, ExperienceState) and entry.partition in rows:
+                row = base_row(entry)
+                if row is not None:
+                    rows[entry.partition].append(row)
+        producer = self.app.producer
+        for partition, partition_rows in rows.items():
+            value = orjson.dumps(partition_histogram(partition_rows))
+            await producer.send_and_wait(
+                self.base_stats.get_topic_name(),
+                key=str(partition).encode(),
+                value=value,
+                partition=0,
+                timestamp=None,
+                headers=None,
+            )
+
+    def apply_base_stats(self) -> None:
+        cuts = recompute_cuts(self.base_by_partition.values())
+        if cuts is None:
+            return
+        deciles, thresholds = cuts
+        self.model = replace(self.model, decile_cuts=deciles, rfm_thresholds=thresholds)
+        metrics.BASE_CUSTOMERS.set(deciles.base_size)
+
+    async def follow_base_stats(self) -> None:
+        """Read every partition's statistics (the whole topic, no group) and recompute."""
+        await self.base_stats.maybe_declare()
+        consumer = make_consumer(
+            self.settings.kafka_bootstrap, self.base_stats.get_topic_name(), group_id=None
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                changed = False
+                for records in batches.values():
+                    for record in records:
+                        if record.key is None:
+                            continue
+                        partition = int(record.key)
+                        if record.value is None:
+                            self.base_by_partition.pop(partition, None)
+                        else:
+                            self.base_by_partition[partition] = orjson.loads(record.value)
+                        changed = True
+                if changed:
+                    self.apply_base_stats()
+        finally:
+            await consumer.stop()
+
+
+class _FaustProducerAdapter:
+    """faust's producer under the aiokafka signature ``cxm_shared.dlq`` calls."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+
+    async def send_and_wait(
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: Any
+    ) -> Any:
+        return await self._producer.send_and_wait(topic, key, value, None, None, headers)
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1e6):06d}Z"
+
+
+def _dump(touchpoint: ResolvedTouchpoint) -> dict[str, Any]:
+    return touchpoint.model_dump(mode="json")
+
+
+def _topic_label(topic: str, settings: ScoringSettings) -> str:
+    prefix = settings.topic_prefix
+    return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
 
 def create_faust_app(settings: ScoringSettings) -> faust.App:
-    return make_faust_app(
-        f"{settings.topic_prefix}cxm-scoring",
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    app = make_faust_app(
+        app_id(settings),
         bootstrap=settings.kafka_bootstrap,
         datadir=Path(settings.data_dir) / "scoring",
         store=settings.table_store,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
     )
+    scorer = Scorer(app, settings)
+    app.scorer = scorer  # type: ignore[attr-defined]
+
+    @app.agent(scorer.resolved, concurrency=1, name="score_experience")
+    async def score_experience(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                touchpoint = ResolvedTouchpoint.model_validate_json(msg.value)
+                await scorer.on_touchpoint(
+                    touchpoint,
+                    customer_id=touchpoint.customer_id,
+                    source=source_key("r", msg.partition),
+                    offset=msg.offset,
+                )
+            except POISON as exc:
+                await scorer.dead_letter(event, exc)
+            metrics.PROCESSING_LAG.observe(max(0.0, time.time() - msg.timestamp))
+
+    @app.agent(scorer.handoff, concurrency=1, name="hand_over")
+    async def hand_over(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await scorer.on_handoff(
+                    orjson.loads(msg.value),
+                    source=source_key("h", msg.partition),
+                    offset=msg.offset,
+                )
+            except POISON as exc:
+                await scorer.dead_letter(event, exc)
+
+    @app.agent(scorer.merges, concurrency=1, name="follow_identity_changes")
+    async def follow_identity_changes(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                change = IdentityChange.model_validate_json(event.message.value)
+            except POISON as exc:
+                await scorer.dead_letter(event, exc)
+                continue
+            op = "export" if change.kind == "merged" else "unmerge"
+            body = {
+                "op": op,
+                "winner": change.winner_id,
+                "loser": change.loser_id,
+                "merge_id": change.merge_id,
+            }
+            await scorer.handoff.send(key=change.loser_id.encode(), value=orjson.dumps(body))
+
+    @app.agent(scorer.erasures, concurrency=1, name="follow_erasures")
+    async def follow_erasures(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                erased = CustomerErased.model_validate_json(event.message.value)
+            except POISON as exc:
+                await scorer.dead_letter(event, exc)
+                continue
+            body = {"op": "erase", "customer_id": erased.customer_id}
+            await scorer.handoff.send(key=erased.customer_id.encode(), value=orjson.dumps(body))
+
+    @app.timer(settings.base_stats_interval_s)
+    async def publish_base_stats() -> None:
+        await scorer.publish_base_stats()
+
+    @app.task
+    async def follow_base_stats() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await scorer.follow_base_stats()
+
+    return app
