@@ -12,10 +12,11 @@ class ScoringSettings(ServiceSettings):
     port: int = Field(
         default=8003, ge=1, le=65535, validation_alias=AliasChoices("port", "CXM_SCORING_PORT")
     )
-    # Where faust keeps local table stores (RocksDB in production, memory in tests).
+    # Where faust keeps local table stores: "rocksdb://" is faust's RocksDB store, which uses
+    # rocksdict when it is installed (it is); "memory://" in tests.
     data_dir: str = ".data"
     table_store: str = Field(
-        default="rocksdict://",
+        default="rocksdb://",
         validation_alias=AliasChoices("table_store", "CXM_SCORING_TABLE_STORE", "CXM_TABLE_STORE"),
     )
     # BG/NBD parameters written by `python -m cxm_scoring fit-churn-model`; when unset or
@@ -25,5 +26,15 @@ class ScoringSettings(ServiceSettings):
     segments_path: str | None = None
     # How often each worker republishes its partitions' base statistics (decile/RFM cuts).
     base_stats_interval_s: float = Field(default=300.0, gt=0)
+    # The scorer consumes in batches: per batch, each customer's state is loaded once, written
+    # once and published once (the latest snapshot). A batch closes when full or after
+    # batch_within_s; offsets are acknowledged only once the whole batch is processed.
+    batch_max_events: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.05, gt=0)
+    # Decoded states kept in process (the table holds the serialised form for the changelog).
+    state_cache_size: int = Field(default=100_000, ge=0)
+    # Consumer group liveness: how soon a killed worker's partitions move to another one.
+    broker_session_timeout_s: float = Field(default=60.0, gt=0)
+    broker_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     churn_high_threshold: float = Field(default=0.7, ge=0, le=1)
     churn_rising_delta: float = Field(default=0.2, gt=0, le=1)
