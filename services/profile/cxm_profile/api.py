@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import make_url
 
 from cxm_profile.config import ProfileSettings
 from cxm_profile.errors import BadRequest, Conflict, NotFound
 from cxm_profile.models import SCHEMA
 from cxm_profile.profiles.views import router as profiles_router
 from cxm_profile.stream.agents import Pipeline, register_agents
+from cxm_profile.stream.outbox import OutboxRelay
 from cxm_profile.worker import create_faust_app
 from cxm_shared.db import db_reachable, make_engine, migrate
 from cxm_shared.kafka import KafkaProbe, ensure_topics, make_producer
@@ -23,6 +26,11 @@ from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def native_dsn(database_url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq DSN for asyncpg."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_app(settings: ProfileSettings | None = None) -> FastAPI:
@@ -34,6 +42,7 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     faust_app = create_faust_app(settings)
     pipeline = Pipeline(settings=settings, engine=engine, topics=topics)
     register_agents(faust_app, pipeline)
+    outbox = OutboxRelay(engine=engine, interval=settings.outbox_interval_seconds)
 
     async def database_check() -> bool:
         return await db_reachable(engine)
@@ -55,12 +64,19 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
         producer = pipeline.producer = make_producer(
             settings.kafka_bootstrap, client_id="cxm-profile"
         )
+        app.state.read_pool = await asyncpg.create_pool(
+            native_dsn(database_url), min_size=1, max_size=settings.db_pool_size
+        )
         await producer.start()
+        outbox.producer = producer
+        outbox.start()  # announcements a previous process committed but could not send
         try:
             async with hosted(faust_app):
                 yield
         finally:
+            await outbox.stop()
             await producer.stop()
+            await app.state.read_pool.close()
             await probe.close()
             await engine.dispose()
 
@@ -70,6 +86,7 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     app.state.faust = faust_app
     app.state.topics = topics
     app.state.pipeline = pipeline
+    app.state.outbox = outbox
     app.state.api_tokens = settings.api_token_list()
     app.include_router(
         health_router({"kafka": probe, "postgres": database_check, "worker": worker_check})

@@ -23,6 +23,11 @@ class ProfileSettings(ServiceSettings):
     # YAML/JSON file with resolution rules (see identity/rules.py); built-in defaults if unset.
     resolution_rules_file: Path | None = None
     db_pool_size: int = Field(default=10, ge=1)
+    # Touchpoints resolved per database transaction, and how long to wait to fill a batch.
+    resolution_batch_size: int = Field(default=200, ge=1, le=5000)
+    resolution_batch_wait_seconds: float = Field(default=0.02, gt=0, le=5)
+    # How often the outbox relay retries announcements a route could not send at once.
+    outbox_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_dev_hash_key_outside_local(self) -> ProfileSettings:

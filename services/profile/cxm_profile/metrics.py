@@ -36,3 +36,14 @@ LOOKUP_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
 SCORES_APPLIED = Counter("cxm_profile_scores_applied_total", "Score snapshots stored", ["kind"])
+OUTBOX_SENT = Counter(
+    "cxm_profile_outbox_sent_total", "Outbox announcements (merges, unmerges, erasures) sent"
+)
+OUTBOX_FAILURES = Counter(
+    "cxm_profile_outbox_failures_total", "Outbox drains that failed and were left for a retry"
+)
+BATCH_SIZE = Histogram(
+    "cxm_profile_resolution_batch_size",
+    "Touchpoints resolved per database transaction",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -74,6 +77,86 @@ _MEMBERS = text(
 )
 
 
+# The event's links with the live customer each link's home customer belongs to: one trip.
+_LINKS_AND_ROOTS = text(
+    """
+    WITH RECURSIVE l AS (
+        SELECT identifier_key, identifier_type, masked, customer_id, event_id, rule, trust,
+               linked_at
+        FROM profile.links WHERE identifier_key = ANY(CAST(:keys AS text[]))
+    ),
+    up(start, cur, parent, depth) AS (
+        SELECT customer_id, customer_id, parent_id, 0 FROM profile.customers
+        WHERE customer_id IN (SELECT customer_id FROM l)
+        UNION ALL
+        SELECT up.start, c.customer_id, c.parent_id, up.depth + 1
+        FROM up JOIN profile.customers c ON c.customer_id = up.parent
+        WHERE up.depth < 1000
+    )
+    SELECT l.*, up.cur AS root FROM l JOIN up ON up.start = l.customer_id
+    WHERE up.parent IS NULL
+    """
+)
+
+# After locking the live customers: their roots again (to detect a concurrent merge) and
+# everything resolution needs about them (members, identifiers, created_at, separations).
+_FACTS = text(
+    """
+    WITH RECURSIVE up(start, cur, parent, depth) AS (
+        SELECT customer_id, customer_id, parent_id, 0 FROM profile.customers
+        WHERE customer_id = ANY(CAST(:ids AS text[]))
+        UNION ALL
+        SELECT up.start, c.customer_id, c.parent_id, up.depth + 1
+        FROM up JOIN profile.customers c ON c.customer_id = up.parent
+        WHERE up.depth < 1000
+    ),
+    down(root, cid, depth) AS (
+        SELECT customer_id, customer_id, 0 FROM profile.customers
+        WHERE customer_id = ANY(CAST(:roots AS text[]))
+        UNION ALL
+        SELECT down.root, c.customer_id, down.depth + 1
+        FROM down JOIN profile.customers c ON c.parent_id = down.cid
+        WHERE down.depth < 1000
+    )
+    SELECT
+        (SELECT coalesce(jsonb_object_agg(start, cur), '{}') FROM up WHERE parent IS NULL)
+            AS roots,
+        (SELECT coalesce(jsonb_object_agg(cid, root), '{}') FROM down) AS members,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(l.identifier_key, l.identifier_type,
+                l.masked, l.customer_id) ORDER BY l.linked_at, l.identifier_key), '[]')
+         FROM profile.links l WHERE l.customer_id IN (SELECT cid FROM down)) AS held,
+        (SELECT coalesce(jsonb_object_agg(customer_id, created_at), '{}')
+         FROM profile.customers WHERE customer_id = ANY(CAST(:roots AS text[]))) AS created,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(customer_a, customer_b)), '[]')
+         FROM profile.separations
+         WHERE customer_a IN (SELECT cid FROM down) AND customer_b IN (SELECT cid FROM down))
+            AS separated
+    """
+)
+
+
+_INSERT_LINKS = text(
+    "INSERT INTO profile.links (identifier_key, identifier_type, masked, customer_id,"
+    " event_id, rule, trust, linked_at) SELECT * FROM unnest(CAST(:k AS text[]),"
+    " CAST(:ty AS text[]), CAST(:m AS text[]), CAST(:c AS text[]), CAST(:e AS text[]),"
+    " CAST(:r AS text[]), CAST(:tr AS text[]), CAST(:t AS timestamptz[]))"
+)
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass(slots=True)
+class BatchState:
+    """Shared by the resolutions of one batch transaction (see stream/service.py): the caller
+    has locked every event id and identifier key of the batch and read which events were
+    processed before; processed-event rows are written by the caller in one statement."""
+
+    processed: dict[str, str] = field(default_factory=dict)  # event_id -> customer resolved to
+    new_processed: dict[str, str] = field(default_factory=dict)
+
+
 async def lock(conn: AsyncConnection, names: Iterable[str]) -> None:
     names = sorted(set(names))
     if names:
@@ -102,47 +185,46 @@ def _identifier(type_: str, key: str, masked: str) -> Identifier:
 
 
 class PostgresIdentityRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, batch: BatchState | None = None) -> None:
         self.conn = conn
+        self.batch = batch
         self.facts: GraphFacts | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
     async def load_facts(self, *, event_id: str, keys: Sequence[str]) -> GraphFacts:
         conn = self.conn
-        await lock(conn, [f"e:{event_id}", *(f"k:{k}" for k in keys)])
-        row = (
-            await conn.execute(
-                text("SELECT customer_id FROM profile.processed_events WHERE event_id = :e"),
-                {"e": event_id},
-            )
-        ).first()
-        if row is not None:
-            previous = (await roots_of(conn, [row[0]])).get(row[0], row[0])
+        if self.batch is None:
+            await lock(conn, [f"e:{event_id}", *(f"k:{k}" for k in keys)])
+            row = (
+                await conn.execute(
+                    text("SELECT customer_id FROM profile.processed_events WHERE event_id = :e"),
+                    {"e": event_id},
+                )
+            ).first()
+            previous_id = None if row is None else row[0]
+        else:
+            previous_id = self.batch.processed.get(event_id)
+        if previous_id is not None:
+            previous = (await roots_of(conn, [previous_id])).get(previous_id, previous_id)
             self.facts = GraphFacts(previous_customer_id=previous)
             return self.facts
-        links = await self._links(keys)
-        roots = await roots_of(conn, {link.customer_id for link in links.values()})
-        if roots:
-            await lock(conn, (f"c:{r}" for r in roots.values()))
-            if await roots_of(conn, roots) != roots:
-                raise GraphChanged("a customer read was merged or unmerged meanwhile")
+        links, roots = await self._links(keys)
+        if not roots:
+            self.facts = GraphFacts(links=links)
+            return self.facts
+        await lock(conn, (f"c:{r}" for r in roots.values()))
         self.facts = await self._facts(links, roots)
         return self.facts
 
-    async def _links(self, keys: Sequence[str]) -> dict[str, Link]:
+    async def _links(self, keys: Sequence[str]) -> tuple[dict[str, Link], dict[str, str]]:
         if not keys:
-            return {}
-        rows = await self.conn.execute(
-            text(
-                "SELECT identifier_key, identifier_type, masked, customer_id, event_id, rule,"
-                " trust, linked_at FROM profile.links"
-                " WHERE identifier_key = ANY(CAST(:keys AS text[]))"
-            ),
-            {"keys": list(keys)},
-        )
-        return {
-            r.identifier_key: Link(
+            return {}, {}
+        rows = await self.conn.execute(_LINKS_AND_ROOTS, {"keys": list(keys)})
+        links: dict[str, Link] = {}
+        roots: dict[str, str] = {}
+        for r in rows:
+            links[r.identifier_key] = Link(
                 _identifier(r.identifier_type, r.identifier_key, r.masked),
                 r.customer_id,
                 r.event_id,
@@ -150,51 +232,24 @@ class PostgresIdentityRepository:
                 Trust(r.trust),
                 r.linked_at,
             )
-            for r in rows
-        }
+            roots[r.customer_id] = r.root
+        return links, roots
 
     async def _facts(self, links: dict[str, Link], roots: dict[str, str]) -> GraphFacts:
-        live = set(roots.values())
-        member_root = await members_of(self.conn, live)
-        members = list(member_root)
+        live = sorted(set(roots.values()))
+        row = (await self.conn.execute(_FACTS, {"ids": list(roots), "roots": live})).one()
+        if _json(row.roots) != roots:
+            raise GraphChanged("a customer read was merged or unmerged meanwhile")
+        member_root: dict[str, str] = _json(row.members)
         held: dict[str, list[Identifier]] = defaultdict(list)
-        created: dict[str, datetime] = {}
-        if members:
-            rows = await self.conn.execute(
-                text(
-                    "SELECT identifier_key, identifier_type, masked, customer_id"
-                    " FROM profile.links WHERE customer_id = ANY(CAST(:m AS text[]))"
-                    " ORDER BY linked_at, identifier_key"
-                ),
-                {"m": members},
-            )
-            for r in rows:
-                held[member_root[r.customer_id]].append(
-                    _identifier(r.identifier_type, r.identifier_key, r.masked)
-                )
-            rows = await self.conn.execute(
-                text(
-                    "SELECT customer_id, created_at FROM profile.customers"
-                    " WHERE customer_id = ANY(CAST(:r AS text[]))"
-                ),
-                {"r": list(live)},
-            )
-            created = {r.customer_id: r.created_at for r in rows}
-            rows = await self.conn.execute(
-                text(
-                    "SELECT customer_a, customer_b FROM profile.separations"
-                    " WHERE customer_a = ANY(CAST(:m AS text[]))"
-                    " AND customer_b = ANY(CAST(:m AS text[]))"
-                ),
-                {"m": members},
-            )
-            separated = frozenset(
-                pair
-                for a, b in rows
-                if len(pair := frozenset({member_root[a], member_root[b]})) == 2
-            )
-        else:
-            separated = frozenset()
+        for key, type_, masked, customer_id in _json(row.held):
+            held[member_root[customer_id]].append(_identifier(type_, key, masked))
+        created = {c: datetime.fromisoformat(t) for c, t in _json(row.created).items()}
+        separated = frozenset(
+            pair
+            for a, b in _json(row.separated)
+            if len(pair := frozenset({member_root[a], member_root[b]})) == 2
+        )
         customers = {root: CustomerFacts(root, created[root], tuple(held[root])) for root in live}
         return GraphFacts(links=links, roots=roots, customers=customers, separated=separated)
 
@@ -224,7 +279,11 @@ class PostgresIdentityRepository:
     async def apply(self, resolution: Resolution) -> None:
         if resolution.duplicate or resolution.customer_id is None:
             return
+        links: list[Link] = []
         for action in resolution.actions:
+            if not isinstance(action, LinkIdentifier) and links:
+                await self.insert_links(links)
+                links = []
             match action:
                 case CreateCustomer() as create:
                     await self.conn.execute(
@@ -236,11 +295,16 @@ class PostgresIdentityRepository:
                         {"c": create.customer_id, "t": create.created_at, "e": create.event_id},
                     )
                 case LinkIdentifier(link=link):
-                    await self.insert_link(link)
+                    links.append(link)
                 case MergeCustomers() as merge:
                     await self.merge(merge)
                 case QuarantineMerge() as quarantine:
                     await self._quarantine(quarantine)
+        await self.insert_links(links)
+        if self.batch is not None:
+            self.batch.new_processed[resolution.event_id] = resolution.customer_id
+            self.batch.processed[resolution.event_id] = resolution.customer_id
+            return
         await self.conn.execute(
             text(
                 "INSERT INTO profile.processed_events (event_id, customer_id, processed_at)"
@@ -249,22 +313,21 @@ class PostgresIdentityRepository:
             {"e": resolution.event_id, "c": resolution.customer_id},
         )
 
-    async def insert_link(self, link: Link) -> None:
-        i = link.identifier
+    async def insert_links(self, links: Sequence[Link]) -> None:
+        # One statement over arrays: executemany costs a round trip per row.
+        if not links:
+            return
         await self.conn.execute(
-            text(
-                "INSERT INTO profile.links (identifier_key, identifier_type, masked, customer_id,"
-                " event_id, rule, trust, linked_at) VALUES (:k, :ty, :m, :c, :e, :r, :tr, :t)"
-            ),
+            _INSERT_LINKS,
             {
-                "k": i.key,
-                "ty": i.type,
-                "m": i.masked,
-                "c": link.customer_id,
-                "e": link.event_id,
-                "r": link.rule,
-                "tr": str(link.trust),
-                "t": link.linked_at,
+                "k": [link.identifier.key for link in links],
+                "ty": [link.identifier.type for link in links],
+                "m": [link.identifier.masked for link in links],
+                "c": [link.customer_id for link in links],
+                "e": [link.event_id for link in links],
+                "r": [link.rule for link in links],
+                "tr": [str(link.trust) for link in links],
+                "t": [link.linked_at for link in links],
             },
         )
 

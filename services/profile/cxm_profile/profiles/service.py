@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -35,8 +36,11 @@ from cxm_profile.identity.postgres import (
 )
 from cxm_profile.identity.resolution import derived_id
 from cxm_profile.models import CUSTOMER_TABLES
+from cxm_profile.stream.outbox import enqueue
+from cxm_profile.stream.publish import change_messages, erasure_messages, merged, unmerged
 from cxm_profile.stream.service import MAX_ATTEMPTS, RETRYABLE_SQLSTATES, sqlstate
 from cxm_shared.events import ScoreSnapshot, encode
+from cxm_shared.topics import Topics
 
 T = TypeVar("T")
 
@@ -89,15 +93,16 @@ def _json(value: Any) -> Any:
 
 
 def _profile(row: Any) -> dict[str, Any] | None:
-    if row is None or row.customer_id is None:
+    if row is None or row["customer_id"] is None:
         return None
-    scores = _json(row.scores) or None
+    customer_id = row["customer_id"]
+    scores = _json(row["scores"]) or None
     return {
-        "customer_id": row.customer_id,
-        "created_at": row.created_at,
-        "merged_ids": [m for m in _json(row.members) if m != row.customer_id],
-        "identifiers": _json(row.identifiers),
-        "traits": _json(row.traits),
+        "customer_id": customer_id,
+        "created_at": row["created_at"],
+        "merged_ids": [m for m in _json(row["members"]) if m != customer_id],
+        "identifiers": _json(row["identifiers"]),
+        "traits": _json(row["traits"]),
         "segments": (scores or {}).get("segments", []),
         "scores": scores,
     }
@@ -106,7 +111,7 @@ def _profile(row: Any) -> dict[str, Any] | None:
 async def get_profile(*, engine: AsyncEngine, customer_id: str) -> dict[str, Any]:
     """The live customer `customer_id` belongs to (a merged-away id gives the winner)."""
     async with engine.connect() as conn:
-        row = (await conn.execute(PROFILE_BY_ID, {"id": customer_id})).first()
+        row = (await conn.execute(PROFILE_BY_ID, {"id": customer_id})).mappings().first()
     if (profile := _profile(row)) is None:
         raise NotFound("customer")
     return profile
@@ -114,10 +119,24 @@ async def get_profile(*, engine: AsyncEngine, customer_id: str) -> dict[str, Any
 
 async def get_profile_by_identifier(*, engine: AsyncEngine, key: str) -> dict[str, Any]:
     async with engine.connect() as conn:
-        row = (await conn.execute(PROFILE_BY_KEY, {"key": key})).first()
+        row = (await conn.execute(PROFILE_BY_KEY, {"key": key})).mappings().first()
     if (profile := _profile(row)) is None:
         raise NotFound("customer with that identifier")
     return profile
+
+
+# The hot read path: the same SQL as a prepared asyncpg statement (cached per connection) on
+# a plain asyncpg pool. The SQLAlchemy engine's pre-ping costs a round trip per checkout and
+# its execute path as much again, which was half of a lookup's time.
+_PROFILE_BY_KEY_NATIVE = str(PROFILE_BY_KEY).replace(":key", "$1")
+
+
+async def profile_json_by_identifier(*, pool: asyncpg.Pool, key: str) -> bytes:
+    """The profile of the live customer holding identifier `key`, serialised (orjson)."""
+    row = await pool.fetchrow(_PROFILE_BY_KEY_NATIVE, key)
+    if (profile := _profile(row)) is None:
+        raise NotFound("customer with that identifier")
+    return orjson.dumps(profile)
 
 
 async def _live_members(conn: AsyncConnection, customer_id: str) -> tuple[str, list[str]]:
@@ -255,7 +274,9 @@ class Unmerged:
     split_from: str  # the live customer the restored one was split from
 
 
-async def unmerge(*, engine: AsyncEngine, merge_id: str, reason: str) -> Unmerged:
+async def unmerge(*, engine: AsyncEngine, topics: Topics, merge_id: str, reason: str) -> Unmerged:
+    """Undo a merge; the announcement is written to the outbox in the same transaction."""
+
     async def work(conn: AsyncConnection) -> Unmerged:
         repository = PostgresIdentityRepository(conn)
         record = await repository.get_merge(merge_id)
@@ -269,6 +290,7 @@ async def unmerge(*, engine: AsyncEngine, merge_id: str, reason: str) -> Unmerge
         except (MergeNotActiveError, IdentityError) as error:
             raise Conflict(str(error)) from error
         split_from = (await roots_of(conn, [planned.parent_id]))[planned.parent_id]
+        await enqueue(conn, change_messages(topics, [unmerged(planned, split_from=split_from)]))
         return Unmerged(planned, split_from)
 
     result = await in_transaction(engine, work)
@@ -308,7 +330,7 @@ RULE_APPROVED = "approved_by_person"
 
 
 async def decide_quarantine(
-    *, engine: AsyncEngine, quarantine_id: str, approve: bool
+    *, engine: AsyncEngine, topics: Topics, quarantine_id: str, approve: bool
 ) -> MergeCustomers | None:
     """Approve (merge the two customers now) or reject (keep them apart from now on)."""
 
@@ -355,6 +377,7 @@ async def decide_quarantine(
                     merged_at=now,
                 )
                 await repository.merge(merge)
+                await enqueue(conn, change_messages(topics, [merged(merge)]))
         else:
             await repository.separate(row.customer_id, row.other_customer_id, "rejected", now)
         await conn.execute(
@@ -384,7 +407,7 @@ class Erased:
     customer_ids: tuple[str, ...]  # the live customer and every id merged into it
 
 
-async def erase(*, engine: AsyncEngine, customer_id: str) -> Erased:
+async def erase(*, engine: AsyncEngine, topics: Topics, customer_id: str) -> Erased:
     """Delete every row naming the customer; keep only keyed hashes of its identifiers so
     later events carrying them are not turned back into a customer."""
 
@@ -414,7 +437,12 @@ async def erase(*, engine: AsyncEngine, customer_id: str) -> Erased:
             await conn.execute(
                 text(f"DELETE FROM profile.{table} WHERE {condition}"), {"m": members}
             )
-        return Erased(str(uuid.uuid4()), tuple(sorted(members)))
+        erased = Erased(str(uuid.uuid4()), tuple(sorted(members)))
+        announce = erasure_messages(
+            topics, customer_ids=erased.customer_ids, request_id=erased.request_id
+        )
+        await enqueue(conn, announce)
+        return erased
 
     erased = await in_transaction(engine, work)
     metrics.ERASURES.inc()

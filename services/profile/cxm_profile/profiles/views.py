@@ -6,7 +6,7 @@ import hmac
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cxm_profile import metrics
@@ -20,7 +20,6 @@ from cxm_profile.profiles.schemas import (
     UnmergeRequest,
     UnmergeResult,
 )
-from cxm_profile.stream.publish import merged, publish_changes, publish_erasure, unmerged
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -47,7 +46,7 @@ async def lookup_profile(
     request: Request,
     type: Annotated[str, Query(min_length=1, max_length=64, description="identifier type")],
     value: Annotated[str, Query(min_length=1, max_length=512)],
-) -> dict[str, Any]:
+) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     rules = settings.rules
@@ -56,11 +55,13 @@ async def lookup_profile(
     parsed = parse_identifiers({type: value}, rules=rules, secret=settings.secret)
     if not parsed.accepted:
         raise BadRequest("value", parsed.ignored[0].reason)
-    profile = await service.get_profile_by_identifier(
-        engine=request.app.state.engine, key=parsed.accepted[0].key
+    body = await service.profile_json_by_identifier(
+        pool=request.app.state.read_pool, key=parsed.accepted[0].key
     )
     metrics.LOOKUP_SECONDS.labels(by="identifier").observe(time.perf_counter() - started)
-    return profile
+    # Serialised once by orjson; the Profile schema documents it (returning a Response skips
+    # re-validating what the service built).
+    return Response(body, media_type="application/json")
 
 
 @router.get("/profiles/{customer_id}", response_model=Profile)
@@ -94,13 +95,12 @@ async def unmerge(
 ) -> UnmergeResult:
     reason = (body or UnmergeRequest()).reason
     result = await service.unmerge(
-        engine=request.app.state.engine, merge_id=merge_id, reason=reason
+        engine=request.app.state.engine,
+        topics=request.app.state.topics,
+        merge_id=merge_id,
+        reason=reason,
     )
-    await publish_changes(
-        request.app.state.pipeline.producer,
-        request.app.state.topics,
-        [unmerged(result.unmerge, split_from=result.split_from)],
-    )
+    await request.app.state.outbox.flush()
     return UnmergeResult(
         merge_id=merge_id,
         restored_customer_id=result.unmerge.loser_id,
@@ -123,12 +123,13 @@ async def list_quarantine(
 
 async def _decide(request: Request, quarantine_id: str, approve: bool) -> QuarantineDecision:
     merge = await service.decide_quarantine(
-        engine=request.app.state.engine, quarantine_id=quarantine_id, approve=approve
+        engine=request.app.state.engine,
+        topics=request.app.state.topics,
+        quarantine_id=quarantine_id,
+        approve=approve,
     )
     if merge is not None:
-        await publish_changes(
-            request.app.state.pipeline.producer, request.app.state.topics, [merged(merge)]
-        )
+        await request.app.state.outbox.flush()
     return QuarantineDecision(
         quarantine_id=quarantine_id,
         status="approved" if approve else "rejected",
@@ -149,11 +150,9 @@ async def reject_quarantine(request: Request, quarantine_id: str) -> QuarantineD
 
 @router.delete("/profiles/{customer_id}", response_model=Erasure)
 async def erase_profile(request: Request, customer_id: str) -> Erasure:
-    erased = await service.erase(engine=request.app.state.engine, customer_id=customer_id)
-    await publish_erasure(
-        request.app.state.pipeline.producer,
-        request.app.state.topics,
-        customer_ids=erased.customer_ids,
-        request_id=erased.request_id,
+    erased = await service.erase(
+        engine=request.app.state.engine, topics=request.app.state.topics, customer_id=customer_id
     )
+    # Committed with its announcement in the outbox: sent now, or by the relay's next retry.
+    await request.app.state.outbox.flush()
     return Erasure(request_id=erased.request_id, erased_customer_ids=list(erased.customer_ids))

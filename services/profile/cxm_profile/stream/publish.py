@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from cxm_profile.identity.models import MergeCustomers, UnmergeCustomers
+from cxm_profile.stream.outbox import Message
 from cxm_shared.events import CustomerErased, IdentityChange, ResolvedTouchpoint, Touchpoint, encode
 from cxm_shared.topics import Topics
 
@@ -36,9 +37,7 @@ def unmerged(unmerge: UnmergeCustomers, *, split_from: str) -> IdentityChange:
     )
 
 
-async def send_all(
-    producer: AIOKafkaProducer, messages: Iterable[tuple[str, str, bytes | None]]
-) -> None:
+async def send_all(producer: AIOKafkaProducer, messages: Iterable[Message]) -> None:
     """Send (topic, key, value) messages and wait until the broker acknowledged every one."""
     futures = [
         await producer.send(topic, key=key.encode(), value=value) for topic, key, value in messages
@@ -46,35 +45,32 @@ async def send_all(
     await asyncio.gather(*futures)
 
 
-async def publish_resolution(
-    producer: AIOKafkaProducer,
+def resolution_messages(
     topics: Topics,
     *,
     touchpoint: Touchpoint,
     customer_id: str,
     merges: Iterable[MergeCustomers],
-) -> None:
+) -> list[Message]:
     resolved = ResolvedTouchpoint(**touchpoint.model_dump(), customer_id=customer_id)
     messages: list[tuple[str, str, bytes | None]] = [
         (topics.identity_merges, m.winner_id, encode(merged(m))) for m in merges
     ]
     messages.append((topics.touchpoints_resolved, customer_id, encode(resolved)))
-    await send_all(producer, messages)
+    return messages
 
 
-async def publish_changes(
-    producer: AIOKafkaProducer, topics: Topics, changes: Iterable[IdentityChange]
-) -> None:
-    await send_all(producer, [(topics.identity_merges, c.winner_id, encode(c)) for c in changes])
+def change_messages(topics: Topics, changes: Iterable[IdentityChange]) -> list[Message]:
+    return [(topics.identity_merges, c.winner_id, encode(c)) for c in changes]
 
 
-async def publish_erasure(
-    producer: AIOKafkaProducer, topics: Topics, *, customer_ids: Iterable[str], request_id: str
-) -> None:
+def erasure_messages(
+    topics: Topics, *, customer_ids: Iterable[str], request_id: str
+) -> list[Message]:
     now = datetime.now(UTC)
-    messages: list[tuple[str, str, bytes | None]] = []
+    messages: list[Message] = []
     for customer_id in customer_ids:
         erased = CustomerErased(customer_id=customer_id, request_id=request_id, occurred_at=now)
         messages.append((topics.erasures, customer_id, encode(erased)))
         messages.append((topics.scores, customer_id, None))  # tombstone on the compacted topic
-    await send_all(producer, messages)
+    return messages

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import text
@@ -22,7 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cxm_profile import metrics
 from cxm_profile.identity.identifiers import IgnoredIdentifier, ParsedIdentifiers, parse_identifiers
 from cxm_profile.identity.models import MergeCustomers, QuarantineMerge, Resolution
-from cxm_profile.identity.postgres import GraphChanged, PostgresIdentityRepository
+from cxm_profile.identity.postgres import (
+    BatchState,
+    GraphChanged,
+    PostgresIdentityRepository,
+    lock,
+)
 from cxm_profile.identity.resolution import IdentityEvent
 from cxm_profile.identity.rules import ResolutionRules
 from cxm_profile.identity.service import resolve_parsed
@@ -34,6 +41,7 @@ ERASED = "erased"
 # deadlock_detected, serialization_failure, unique_violation (a lost race on a new key)
 RETRYABLE_SQLSTATES = {"40P01", "40001", "23505"}
 MAX_ATTEMPTS = 10
+BATCH_ATTEMPTS = 3  # then one transaction per event, so a hot identifier cannot starve
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +90,9 @@ async def resolve_touchpoint(
     raise AssertionError("unreachable")
 
 
-async def _suppressed(conn: AsyncConnection, parsed: ParsedIdentifiers) -> ParsedIdentifiers:
-    keys = [i.key for i in parsed.accepted]
+async def _suppressed_keys(conn: AsyncConnection, keys: list[str]) -> set[str]:
     if not keys:
-        return parsed
+        return set()
     rows = await conn.execute(
         text(
             "SELECT identifier_key FROM profile.suppressions"
@@ -93,8 +100,16 @@ async def _suppressed(conn: AsyncConnection, parsed: ParsedIdentifiers) -> Parse
         ),
         {"k": keys},
     )
-    erased = {r[0] for r in rows}
-    if not erased:
+    return {r[0] for r in rows}
+
+
+async def _suppressed(conn: AsyncConnection, parsed: ParsedIdentifiers) -> ParsedIdentifiers:
+    erased = await _suppressed_keys(conn, [i.key for i in parsed.accepted])
+    return _without(parsed, erased)
+
+
+def _without(parsed: ParsedIdentifiers, erased: set[str]) -> ParsedIdentifiers:
+    if not erased or not any(i.key in erased for i in parsed.accepted):
         return parsed
     return ParsedIdentifiers(
         tuple(i for i in parsed.accepted if i.key not in erased),
@@ -115,8 +130,76 @@ async def _resolve_once(
 ) -> Outcome:
     parsed = parse_identifiers(touchpoint.identifiers, rules=rules, secret=secret)
     parsed = await _suppressed(conn, parsed)
+    writes = _Writes()
+    outcome = await _decide_and_apply(
+        PostgresIdentityRepository(conn), writes, touchpoint, parsed, rules=rules, now=now
+    )
+    await writes.flush(conn)
+    return outcome
+
+
+class _Writes:
+    """Rows of the touchpoints resolved in one transaction, written together at its end (no
+    resolution in the same transaction reads them)."""
+
+    def __init__(self) -> None:
+        self.homes: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.traits: list[dict[str, Any]] = []
+
+    def add(self, touchpoint: Touchpoint, home: str) -> None:
+        self.homes.append({"c": home, "e": touchpoint.event_id})
+        self.timeline.append(
+            {
+                "e": touchpoint.event_id,
+                "c": home,
+                "o": touchpoint.occurred_at,
+                "r": touchpoint.received_at,
+                "ty": touchpoint.type,
+                "ch": touchpoint.channel,
+                "tp": touchpoint.touchpoint,
+                "s": touchpoint.source,
+                "p": orjson.dumps(touchpoint.properties).decode(),
+                "cx": orjson.dumps(touchpoint.context).decode(),
+            }
+        )
+        if touchpoint.traits:
+            self.traits.append(
+                {
+                    "c": home,
+                    "s": touchpoint.source,
+                    "ch": touchpoint.channel,
+                    "e": touchpoint.event_id,
+                    "o": touchpoint.occurred_at,
+                    "traits": orjson.dumps(touchpoint.traits).decode(),
+                }
+            )
+
+    async def flush(self, conn: AsyncConnection, batch: BatchState | None = None) -> None:
+        if batch is not None and batch.new_processed:
+            home = {row["e"]: row["c"] for row in self.homes}
+            await conn.execute(
+                _INSERT_PROCESSED,
+                [{"e": e, "c": home.get(e, c)} for e, c in batch.new_processed.items()],
+            )
+        elif self.homes:
+            await conn.execute(_UPDATE_PROCESSED, self.homes)
+        if self.timeline:
+            await conn.execute(_INSERT_TIMELINE, self.timeline)
+        if self.traits:
+            await conn.execute(_UPSERT_TRAITS, self.traits)
+
+
+async def _decide_and_apply(
+    repository: PostgresIdentityRepository,
+    writes: _Writes,
+    touchpoint: Touchpoint,
+    parsed: ParsedIdentifiers,
+    *,
+    rules: ResolutionRules,
+    now: datetime | None,
+) -> Outcome:
     event = IdentityEvent(touchpoint.event_id, touchpoint.channel, touchpoint.touchpoint, parsed)
-    repository = PostgresIdentityRepository(conn)
     resolution = await resolve_parsed(
         event=event, rules=rules, repository=repository, now=now or datetime.now(UTC)
     )
@@ -126,18 +209,11 @@ async def _resolve_once(
             touchpoint.event_id,
             resolution.customer_id,
             duplicate=True,
-            merges=await _merges_of_event(conn, touchpoint.event_id),
+            merges=await _merges_of_event(repository.conn, touchpoint.event_id),
         )
     if resolution.customer_id is None:
         return Outcome(touchpoint.event_id, None, suppressed=suppressed, ignored=resolution.ignored)
-    home = _home_customer(resolution, parsed, repository)
-    await conn.execute(
-        text("UPDATE profile.processed_events SET customer_id = :c WHERE event_id = :e"),
-        {"c": home, "e": touchpoint.event_id},
-    )
-    await _store_timeline(conn, touchpoint=touchpoint, customer_id=home)
-    if touchpoint.traits:
-        await _store_traits(conn, touchpoint=touchpoint, customer_id=home)
+    writes.add(touchpoint, _home_customer(resolution, parsed, repository))
     _observe(resolution, repository)
     return Outcome(
         touchpoint.event_id,
@@ -146,6 +222,88 @@ async def _resolve_once(
         quarantines=resolution.quarantines,
         ignored=resolution.ignored,
     )
+
+
+async def resolve_batch(
+    *,
+    engine: AsyncEngine,
+    touchpoints: Sequence[Touchpoint],
+    rules: ResolutionRules,
+    secret: bytes,
+    now: datetime | None = None,
+) -> list[Outcome]:
+    """Resolve touchpoints in order in one transaction (one commit, rows written together).
+
+    Every event id and identifier key of the batch is locked up front in one sorted
+    statement, so batches of different workers touching the same identifiers serialise
+    exactly as single events do. A concurrent change or deadlock rolls the whole batch back
+    and retries it; if that keeps happening, the events are resolved one transaction each.
+    """
+    if not touchpoints:
+        return []
+    started = time.perf_counter()
+    parsed = [parse_identifiers(tp.identifiers, rules=rules, secret=secret) for tp in touchpoints]
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                outcomes = await _resolve_batch_once(
+                    conn, touchpoints=touchpoints, parsed=parsed, rules=rules, now=now
+                )
+            elapsed = time.perf_counter() - started
+            for _ in touchpoints:
+                metrics.RESOLUTION_SECONDS.observe(elapsed)
+            metrics.BATCH_SIZE.observe(len(touchpoints))
+            return outcomes
+        except GraphChanged:
+            pass
+        except DBAPIError as error:
+            if sqlstate(error) not in RETRYABLE_SQLSTATES:
+                raise
+        metrics.RETRIES.inc()
+        log.info("batch resolution retried attempt=%d size=%d", attempt, len(touchpoints))
+    return [
+        await resolve_touchpoint(engine=engine, touchpoint=tp, rules=rules, secret=secret, now=now)
+        for tp in touchpoints
+    ]
+
+
+async def _resolve_batch_once(
+    conn: AsyncConnection,
+    *,
+    touchpoints: Sequence[Touchpoint],
+    parsed: list[ParsedIdentifiers],
+    rules: ResolutionRules,
+    now: datetime | None,
+) -> list[Outcome]:
+    event_ids = sorted({tp.event_id for tp in touchpoints})
+    keys = sorted({i.key for p in parsed for i in p.accepted})
+    await lock(conn, [*(f"e:{e}" for e in event_ids), *(f"k:{k}" for k in keys)])
+    batch = BatchState()
+    rows = await conn.execute(
+        text(
+            "SELECT event_id, customer_id FROM profile.processed_events"
+            " WHERE event_id = ANY(CAST(:e AS text[]))"
+        ),
+        {"e": event_ids},
+    )
+    batch.processed.update((r.event_id, r.customer_id) for r in rows)
+    erased = await _suppressed_keys(conn, keys)
+    writes = _Writes()
+    outcomes = []
+    for touchpoint, event_parsed in zip(touchpoints, parsed, strict=True):
+        repository = PostgresIdentityRepository(conn, batch=batch)
+        outcomes.append(
+            await _decide_and_apply(
+                repository,
+                writes,
+                touchpoint,
+                _without(event_parsed, erased),
+                rules=rules,
+                now=now,
+            )
+        )
+    await writes.flush(conn, batch)
+    return outcomes
 
 
 def _home_customer(
@@ -195,50 +353,25 @@ async def _merges_of_event(conn: AsyncConnection, event_id: str) -> tuple[MergeC
     return tuple(merges)
 
 
-async def _store_timeline(
-    conn: AsyncConnection, *, touchpoint: Touchpoint, customer_id: str
-) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO profile.timeline (event_id, customer_id, occurred_at, received_at, type,"
-            " channel, touchpoint, source, properties, context) VALUES (:e, :c, :o, :r, :ty,"
-            " :ch, :tp, :s, CAST(:p AS jsonb), CAST(:cx AS jsonb))"
-            " ON CONFLICT (event_id) DO NOTHING"
-        ),
-        {
-            "e": touchpoint.event_id,
-            "c": customer_id,
-            "o": touchpoint.occurred_at,
-            "r": touchpoint.received_at,
-            "ty": touchpoint.type,
-            "ch": touchpoint.channel,
-            "tp": touchpoint.touchpoint,
-            "s": touchpoint.source,
-            "p": orjson.dumps(touchpoint.properties).decode(),
-            "cx": orjson.dumps(touchpoint.context).decode(),
-        },
-    )
-
-
-async def _store_traits(conn: AsyncConnection, *, touchpoint: Touchpoint, customer_id: str) -> None:
-    # Latest occurred_at wins (event_id breaks ties) so late events never overwrite newer ones.
-    await conn.execute(
-        text(
-            "INSERT INTO profile.traits (customer_id, name, value, source, channel, event_id,"
-            " occurred_at) SELECT :c, t.key, t.value, :s, :ch, :e, :o"
-            " FROM jsonb_each(CAST(:traits AS jsonb)) AS t"
-            " ON CONFLICT (customer_id, name) DO UPDATE SET value = excluded.value,"
-            " source = excluded.source, channel = excluded.channel,"
-            " event_id = excluded.event_id, occurred_at = excluded.occurred_at"
-            " WHERE (excluded.occurred_at, excluded.event_id)"
-            " > (profile.traits.occurred_at, profile.traits.event_id)"
-        ),
-        {
-            "c": customer_id,
-            "s": touchpoint.source,
-            "ch": touchpoint.channel,
-            "e": touchpoint.event_id,
-            "o": touchpoint.occurred_at,
-            "traits": orjson.dumps(touchpoint.traits).decode(),
-        },
-    )
+_INSERT_PROCESSED = text(
+    "INSERT INTO profile.processed_events (event_id, customer_id, processed_at)"
+    " VALUES (:e, :c, now())"
+)
+_UPDATE_PROCESSED = text("UPDATE profile.processed_events SET customer_id = :c WHERE event_id = :e")
+_INSERT_TIMELINE = text(
+    "INSERT INTO profile.timeline (event_id, customer_id, occurred_at, received_at, type,"
+    " channel, touchpoint, source, properties, context) VALUES (:e, :c, :o, :r, :ty,"
+    " :ch, :tp, :s, CAST(:p AS jsonb), CAST(:cx AS jsonb))"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+# Latest occurred_at wins (event_id breaks ties) so late events never overwrite newer ones.
+_UPSERT_TRAITS = text(
+    "INSERT INTO profile.traits (customer_id, name, value, source, channel, event_id,"
+    " occurred_at) SELECT :c, t.key, t.value, :s, :ch, :e, :o"
+    " FROM jsonb_each(CAST(:traits AS jsonb)) AS t"
+    " ON CONFLICT (customer_id, name) DO UPDATE SET value = excluded.value,"
+    " source = excluded.source, channel = excluded.channel,"
+    " event_id = excluded.event_id, occurred_at = excluded.occurred_at"
+    " WHERE (excluded.occurred_at, excluded.event_id)"
+    " > (profile.traits.occurred_at, profile.traits.event_id)"
+)

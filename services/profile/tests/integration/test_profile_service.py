@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -41,7 +42,10 @@ START = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 
 
 class Harness:
-    def __init__(self, client: httpx.AsyncClient, topics: Topics, bootstrap: str, db_url: str):
+    def __init__(
+        self, app: Any, client: httpx.AsyncClient, topics: Topics, bootstrap: str, db_url: str
+    ):
+        self.app = app
         self.client = client
         self.topics = topics
         self.bootstrap = bootstrap
@@ -138,12 +142,13 @@ async def harness(
         api_tokens=TOKEN,
         data_dir=str(tmp_path_factory.mktemp("profile")),
         db_pool_size=4,
+        outbox_interval_seconds=0.2,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://profile") as client:
-            h = Harness(client, topics, kafka_bootstrap, module_db)
+            h = Harness(app, client, topics, kafka_bootstrap, module_db)
             await h.producer.start()
             try:
                 yield h
@@ -453,3 +458,59 @@ async def test_poison_message_goes_to_the_dead_letter_topic(harness: Harness) ->
     )
     (poison,) = [r for r in records if r.value == b"{not json"]
     assert dict(poison.headers)["cxm-service"] == b"profile"
+
+
+class BrokerDown:
+    """A producer whose every send fails as if the broker were unreachable."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def send(self, topic: str, **kwargs: Any) -> Any:
+        self.attempts += 1
+        raise KafkaConnectionError("simulated: broker unreachable")
+
+
+async def test_erasure_is_announced_after_kafka_fails_at_send_time(harness: Harness) -> None:
+    run = uuid.uuid4().hex[:8]
+    event = touchpoint(f"{run}-1", channel="web", minute=0, email=f"gone.{run}@example.org")
+    await harness.send(event)
+    await harness.wait_processed([event.event_id])
+    customer = (await harness.lookup("email", f"gone.{run}@example.org")).json()["customer_id"]
+
+    relay = harness.app.state.outbox
+    real, down = relay.producer, BrokerDown()
+    relay.producer = down
+    try:
+        response = await harness.client.delete(f"/v1/profiles/{customer}", headers=AUTH)
+        assert response.status_code == 200, response.text
+        # Committed, not yet announced: the relay keeps retrying while the broker is down.
+        deadline = time.monotonic() + 10
+        while down.attempts < 2:
+            assert time.monotonic() < deadline, "the relay did not retry"
+            await asyncio.sleep(0.05)
+    finally:
+        relay.producer = real
+    again = await harness.client.delete(f"/v1/profiles/{customer}", headers=AUTH)
+    assert again.status_code == 404
+
+    records = await read_topic(
+        harness.bootstrap,
+        harness.topics.erasures,
+        until=lambda rs: any(decode(CustomerErased, r.value).customer_id == customer for r in rs),
+    )
+    assert [r.key for r in records if r.key == customer.encode()]
+    engine = create_async_engine(harness.db_url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            async with engine.connect() as conn:
+                left = (
+                    await conn.execute(text("SELECT count(*) FROM profile.outbox"))
+                ).scalar_one()
+            if left == 0:
+                break
+            assert time.monotonic() < deadline, f"{left} announcements still pending"
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
