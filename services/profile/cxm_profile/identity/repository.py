@@ -1,13 +1,14 @@
 """The identity graph as resolution sees it: a small Protocol and an in-memory fake.
 
-The fake is the reference semantics the PostgreSQL adapter must match:
+The fake is the reference semantics the PostgreSQL adapter (which loads a whole batch into a
+`GraphView` and writes its decisions together, see identity/postgres.py) must match:
 
 - `load_facts` returns, for the event's identifier keys, their links, the live customer each
   link's home customer now belongs to, every identifier those live customers hold, which of
   them were separated by an unmerge, and the customer the event_id was resolved to before.
 - `apply` writes a `Resolution` atomically and records the event_id (the idempotency key).
   An adapter must lock the identifier keys and live customers it read, and retry the whole
-  resolve if they changed, so two workers never decide on stale facts.
+  resolution if they changed, so two workers never decide on stale facts.
 """
 
 from collections import defaultdict
@@ -32,14 +33,19 @@ from cxm_profile.identity.models import (
 )
 
 
-class IdentityRepository(Protocol):
-    async def load_facts(self, *, event_id: str, keys: Sequence[str]) -> GraphFacts: ...
-
-    async def apply(self, resolution: Resolution) -> None: ...
+class MergeHistory(Protocol):
+    """What undoing a merge needs (the PostgreSQL adapter resolves set-based per batch, see
+    identity/postgres.py, and offers only this part per call)."""
 
     async def get_merge(self, merge_id: str) -> MergeRecord | None: ...
 
     async def apply_unmerge(self, unmerge: UnmergeCustomers) -> None: ...
+
+
+class IdentityRepository(MergeHistory, Protocol):
+    async def load_facts(self, *, event_id: str, keys: Sequence[str]) -> GraphFacts: ...
+
+    async def apply(self, resolution: Resolution) -> None: ...
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from cxm_profile.identity.identifiers import parse_identifiers
 from cxm_profile.identity.models import Resolution, UnmergeCustomers
-from cxm_profile.identity.repository import IdentityRepository
+from cxm_profile.identity.repository import IdentityRepository, MergeHistory
 from cxm_profile.identity.resolution import IdentityEvent, decide
 from cxm_profile.identity.rules import ResolutionRules
 from cxm_profile.identity.unmerge import plan_unmerge
@@ -43,7 +43,7 @@ async def resolve_parsed(
 
 
 async def unmerge(
-    *, merge_id: str, reason: str, repository: IdentityRepository, now: datetime
+    *, merge_id: str, reason: str, repository: MergeHistory, now: datetime
 ) -> UnmergeCustomers:
     record = await repository.get_merge(merge_id)
     planned = plan_unmerge(merge_id=merge_id, record=record, now=now, reason=reason)

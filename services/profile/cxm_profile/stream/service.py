@@ -1,10 +1,13 @@
-"""Resolving one touchpoint into the PostgreSQL identity graph, atomically, with retries.
+"""Resolving touchpoints into the PostgreSQL identity graph, set-based per batch, with retries.
 
-One transaction: skip identifiers of erased customers, lock and read the graph, decide
-(pure), apply, store the touchpoint on the timeline and its traits (latest wins). A
-concurrent change to the customers read (`GraphChanged`), a deadlock between two workers or
-a lost race on a unique key rolls everything back and the whole resolution runs again on
-fresh facts.
+One transaction per batch, on the raw asyncpg connection: lock every event id and identifier
+key of the batch (one sorted statement), skip identifiers of erased customers, load what the
+batch can reach into a `GraphView` (a few statements for the whole batch), decide each event
+in order against the view (pure; each decision is applied to the view before the next), then
+write the graph changes, processed events, timeline and traits (latest wins) in a few array
+statements. A concurrent change to the customers read (`GraphChanged`), a deadlock between
+two workers or a lost race on a unique key rolls everything back and the batch runs again on
+fresh facts; a batch that keeps losing is resolved one event per transaction.
 """
 
 from __future__ import annotations
@@ -14,25 +17,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cxm_profile import metrics
 from cxm_profile.identity.identifiers import IgnoredIdentifier, ParsedIdentifiers, parse_identifiers
-from cxm_profile.identity.models import MergeCustomers, QuarantineMerge, Resolution
+from cxm_profile.identity.models import GraphFacts, MergeCustomers, QuarantineMerge, Resolution
 from cxm_profile.identity.postgres import (
-    BatchState,
     GraphChanged,
-    PostgresIdentityRepository,
-    lock,
+    load_view,
+    lock_names,
+    merges_of_events,
+    write_decisions,
 )
-from cxm_profile.identity.resolution import IdentityEvent
+from cxm_profile.identity.resolution import IdentityEvent, decide
 from cxm_profile.identity.rules import ResolutionRules
-from cxm_profile.identity.service import resolve_parsed
 from cxm_shared.events import Touchpoint
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ class Outcome:
     ignored: tuple[IgnoredIdentifier, ...] = field(default_factory=tuple)
 
 
-def sqlstate(error: DBAPIError) -> str | None:
+def sqlstate(error: BaseException) -> str | None:
+    if isinstance(error, asyncpg.PostgresError):
+        return error.sqlstate
     orig = getattr(error, "orig", None)
     return getattr(orig, "sqlstate", None) or getattr(
         getattr(orig, "__cause__", None), "sqlstate", None
@@ -70,158 +74,25 @@ async def resolve_touchpoint(
     secret: bytes,
     now: datetime | None = None,
 ) -> Outcome:
+    """Resolve one touchpoint in its own transaction, retrying on a concurrent change."""
     started = time.perf_counter()
+    parsed = [parse_identifiers(touchpoint.identifiers, rules=rules, secret=secret)]
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            async with engine.begin() as conn:
-                outcome = await _resolve_once(
-                    conn, touchpoint=touchpoint, rules=rules, secret=secret, now=now
-                )
+            (outcome,) = await _resolve_in_transaction(
+                engine, touchpoints=[touchpoint], parsed=parsed, rules=rules, now=now
+            )
             metrics.RESOLUTION_SECONDS.observe(time.perf_counter() - started)
             return outcome
         except GraphChanged:
             if attempt == MAX_ATTEMPTS:
                 raise
-        except DBAPIError as error:
+        except (DBAPIError, asyncpg.PostgresError) as error:
             if sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
                 raise
         metrics.RETRIES.inc()
         log.info("resolution retried attempt=%d", attempt)
     raise AssertionError("unreachable")
-
-
-async def _suppressed_keys(conn: AsyncConnection, keys: list[str]) -> set[str]:
-    if not keys:
-        return set()
-    rows = await conn.execute(
-        text(
-            "SELECT identifier_key FROM profile.suppressions"
-            " WHERE identifier_key = ANY(CAST(:k AS text[]))"
-        ),
-        {"k": keys},
-    )
-    return {r[0] for r in rows}
-
-
-async def _suppressed(conn: AsyncConnection, parsed: ParsedIdentifiers) -> ParsedIdentifiers:
-    erased = await _suppressed_keys(conn, [i.key for i in parsed.accepted])
-    return _without(parsed, erased)
-
-
-def _without(parsed: ParsedIdentifiers, erased: set[str]) -> ParsedIdentifiers:
-    if not erased or not any(i.key in erased for i in parsed.accepted):
-        return parsed
-    return ParsedIdentifiers(
-        tuple(i for i in parsed.accepted if i.key not in erased),
-        parsed.ignored
-        + tuple(
-            IgnoredIdentifier(i.type, i.masked, ERASED) for i in parsed.accepted if i.key in erased
-        ),
-    )
-
-
-async def _resolve_once(
-    conn: AsyncConnection,
-    *,
-    touchpoint: Touchpoint,
-    rules: ResolutionRules,
-    secret: bytes,
-    now: datetime | None,
-) -> Outcome:
-    parsed = parse_identifiers(touchpoint.identifiers, rules=rules, secret=secret)
-    parsed = await _suppressed(conn, parsed)
-    writes = _Writes()
-    outcome = await _decide_and_apply(
-        PostgresIdentityRepository(conn), writes, touchpoint, parsed, rules=rules, now=now
-    )
-    await writes.flush(conn)
-    return outcome
-
-
-class _Writes:
-    """Rows of the touchpoints resolved in one transaction, written together at its end (no
-    resolution in the same transaction reads them)."""
-
-    def __init__(self) -> None:
-        self.homes: list[dict[str, Any]] = []
-        self.timeline: list[dict[str, Any]] = []
-        self.traits: list[dict[str, Any]] = []
-
-    def add(self, touchpoint: Touchpoint, home: str) -> None:
-        self.homes.append({"c": home, "e": touchpoint.event_id})
-        self.timeline.append(
-            {
-                "e": touchpoint.event_id,
-                "c": home,
-                "o": touchpoint.occurred_at,
-                "r": touchpoint.received_at,
-                "ty": touchpoint.type,
-                "ch": touchpoint.channel,
-                "tp": touchpoint.touchpoint,
-                "s": touchpoint.source,
-                "p": orjson.dumps(touchpoint.properties).decode(),
-                "cx": orjson.dumps(touchpoint.context).decode(),
-            }
-        )
-        if touchpoint.traits:
-            self.traits.append(
-                {
-                    "c": home,
-                    "s": touchpoint.source,
-                    "ch": touchpoint.channel,
-                    "e": touchpoint.event_id,
-                    "o": touchpoint.occurred_at,
-                    "traits": orjson.dumps(touchpoint.traits).decode(),
-                }
-            )
-
-    async def flush(self, conn: AsyncConnection, batch: BatchState | None = None) -> None:
-        if batch is not None and batch.new_processed:
-            home = {row["e"]: row["c"] for row in self.homes}
-            await conn.execute(
-                _INSERT_PROCESSED,
-                [{"e": e, "c": home.get(e, c)} for e, c in batch.new_processed.items()],
-            )
-        elif self.homes:
-            await conn.execute(_UPDATE_PROCESSED, self.homes)
-        if self.timeline:
-            await conn.execute(_INSERT_TIMELINE, self.timeline)
-        if self.traits:
-            await conn.execute(_UPSERT_TRAITS, self.traits)
-
-
-async def _decide_and_apply(
-    repository: PostgresIdentityRepository,
-    writes: _Writes,
-    touchpoint: Touchpoint,
-    parsed: ParsedIdentifiers,
-    *,
-    rules: ResolutionRules,
-    now: datetime | None,
-) -> Outcome:
-    event = IdentityEvent(touchpoint.event_id, touchpoint.channel, touchpoint.touchpoint, parsed)
-    resolution = await resolve_parsed(
-        event=event, rules=rules, repository=repository, now=now or datetime.now(UTC)
-    )
-    suppressed = resolution.customer_id is None and any(i.reason == ERASED for i in parsed.ignored)
-    if resolution.duplicate:
-        return Outcome(
-            touchpoint.event_id,
-            resolution.customer_id,
-            duplicate=True,
-            merges=await _merges_of_event(repository.conn, touchpoint.event_id),
-        )
-    if resolution.customer_id is None:
-        return Outcome(touchpoint.event_id, None, suppressed=suppressed, ignored=resolution.ignored)
-    writes.add(touchpoint, _home_customer(resolution, parsed, repository))
-    _observe(resolution, repository)
-    return Outcome(
-        touchpoint.event_id,
-        resolution.customer_id,
-        merges=resolution.merges,
-        quarantines=resolution.quarantines,
-        ignored=resolution.ignored,
-    )
 
 
 async def resolve_batch(
@@ -245,10 +116,9 @@ async def resolve_batch(
     parsed = [parse_identifiers(tp.identifiers, rules=rules, secret=secret) for tp in touchpoints]
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
-            async with engine.begin() as conn:
-                outcomes = await _resolve_batch_once(
-                    conn, touchpoints=touchpoints, parsed=parsed, rules=rules, now=now
-                )
+            outcomes = await _resolve_in_transaction(
+                engine, touchpoints=touchpoints, parsed=parsed, rules=rules, now=now
+            )
             elapsed = time.perf_counter() - started
             for _ in touchpoints:
                 metrics.RESOLUTION_SECONDS.observe(elapsed)
@@ -256,7 +126,7 @@ async def resolve_batch(
             return outcomes
         except GraphChanged:
             pass
-        except DBAPIError as error:
+        except (DBAPIError, asyncpg.PostgresError) as error:
             if sqlstate(error) not in RETRYABLE_SQLSTATES:
                 raise
         metrics.RETRIES.inc()
@@ -267,52 +137,171 @@ async def resolve_batch(
     ]
 
 
-async def _resolve_batch_once(
-    conn: AsyncConnection,
+async def _resolve_in_transaction(
+    engine: AsyncEngine,
     *,
     touchpoints: Sequence[Touchpoint],
-    parsed: list[ParsedIdentifiers],
+    parsed: Sequence[ParsedIdentifiers],
+    rules: ResolutionRules,
+    now: datetime | None,
+) -> list[Outcome]:
+    # The driver's own connection and transaction: SQLAlchemy's statement layer is left out
+    # of the hot path (it never began a transaction on this connection, so returning the
+    # connection to its pool does nothing more).
+    async with engine.connect() as sa_conn:
+        conn: asyncpg.Connection = (await sa_conn.get_raw_connection()).driver_connection
+        async with conn.transaction():
+            return await _resolve_batch_once(
+                conn, touchpoints=touchpoints, parsed=parsed, rules=rules, now=now
+            )
+
+
+def _without(parsed: ParsedIdentifiers, erased: set[str]) -> ParsedIdentifiers:
+    if not erased or not any(i.key in erased for i in parsed.accepted):
+        return parsed
+    return ParsedIdentifiers(
+        tuple(i for i in parsed.accepted if i.key not in erased),
+        parsed.ignored
+        + tuple(
+            IgnoredIdentifier(i.type, i.masked, ERASED) for i in parsed.accepted if i.key in erased
+        ),
+    )
+
+
+async def _resolve_batch_once(
+    conn: asyncpg.Connection,
+    *,
+    touchpoints: Sequence[Touchpoint],
+    parsed: Sequence[ParsedIdentifiers],
     rules: ResolutionRules,
     now: datetime | None,
 ) -> list[Outcome]:
     event_ids = sorted({tp.event_id for tp in touchpoints})
     keys = sorted({i.key for p in parsed for i in p.accepted})
-    await lock(conn, [*(f"e:{e}" for e in event_ids), *(f"k:{k}" for k in keys)])
-    batch = BatchState()
-    rows = await conn.execute(
-        text(
-            "SELECT event_id, customer_id FROM profile.processed_events"
-            " WHERE event_id = ANY(CAST(:e AS text[]))"
-        ),
-        {"e": event_ids},
-    )
-    batch.processed.update((r.event_id, r.customer_id) for r in rows)
-    erased = await _suppressed_keys(conn, keys)
+    await lock_names(conn, [*(f"e:{e}" for e in event_ids), *(f"k:{k}" for k in keys)])
+    erased = {r[0] for r in await conn.fetch(_SUPPRESSED, keys)} if keys else set()
+    view = await load_view(conn, event_ids=event_ids, keys=[k for k in keys if k not in erased])
+    announced = await merges_of_events(conn, [e for e in event_ids if e in view.events])
     writes = _Writes()
-    outcomes = []
+    decided: list[Resolution] = []
+    outcomes: list[Outcome] = []
     for touchpoint, event_parsed in zip(touchpoints, parsed, strict=True):
-        repository = PostgresIdentityRepository(conn, batch=batch)
+        event_parsed = _without(event_parsed, erased)
+        event = IdentityEvent(
+            touchpoint.event_id, touchpoint.channel, touchpoint.touchpoint, event_parsed
+        )
+        facts = view.facts_for(event_id=event.event_id, keys=[i.key for i in event_parsed.accepted])
+        resolution = decide(event, facts=facts, rules=rules, now=now or datetime.now(UTC))
+        view.commit(resolution)
+        if resolution.duplicate:
+            outcomes.append(
+                Outcome(
+                    touchpoint.event_id,
+                    resolution.customer_id,
+                    duplicate=True,
+                    merges=announced.get(touchpoint.event_id, ()),
+                )
+            )
+            continue
+        if resolution.customer_id is None:
+            suppressed = any(i.reason == ERASED for i in event_parsed.ignored)
+            outcomes.append(
+                Outcome(
+                    touchpoint.event_id,
+                    None,
+                    suppressed=suppressed,
+                    ignored=resolution.ignored,
+                )
+            )
+            continue
+        decided.append(resolution)
+        writes.add(touchpoint, _home_customer(resolution, event_parsed, facts))
+        announced[touchpoint.event_id] = tuple(sorted(resolution.merges, key=_merge_id))
+        _observe(resolution, facts)
         outcomes.append(
-            await _decide_and_apply(
-                repository,
-                writes,
-                touchpoint,
-                _without(event_parsed, erased),
-                rules=rules,
-                now=now,
+            Outcome(
+                touchpoint.event_id,
+                resolution.customer_id,
+                merges=resolution.merges,
+                quarantines=resolution.quarantines,
+                ignored=resolution.ignored,
             )
         )
-    await writes.flush(conn, batch)
+    await write_decisions(conn, decided)
+    await writes.flush(conn)
     return outcomes
 
 
-def _home_customer(
-    resolution: Resolution, parsed: ParsedIdentifiers, repository: PostgresIdentityRepository
-) -> str:
+def _merge_id(merge: MergeCustomers) -> str:
+    return merge.merge_id
+
+
+class _Writes:
+    """Rows of the touchpoints resolved in one transaction, written together at its end (no
+    resolution in the same transaction reads them), one array statement per table."""
+
+    def __init__(self) -> None:
+        self.event_ids: list[str] = []
+        self.homes: list[str] = []
+        self.occurred: list[datetime] = []
+        self.received: list[datetime] = []
+        self.types: list[str] = []
+        self.channels: list[str] = []
+        self.touchpoints: list[str | None] = []
+        self.sources: list[str] = []
+        self.properties: list[str] = []
+        self.contexts: list[str] = []
+        self.traits: list[tuple[str, str, str, str, datetime, str]] = []
+
+    def add(self, touchpoint: Touchpoint, home: str) -> None:
+        self.event_ids.append(touchpoint.event_id)
+        self.homes.append(home)
+        self.occurred.append(touchpoint.occurred_at)
+        self.received.append(touchpoint.received_at)
+        self.types.append(touchpoint.type)
+        self.channels.append(touchpoint.channel)
+        self.touchpoints.append(touchpoint.touchpoint)
+        self.sources.append(touchpoint.source)
+        self.properties.append(orjson.dumps(touchpoint.properties).decode())
+        self.contexts.append(orjson.dumps(touchpoint.context).decode())
+        if touchpoint.traits:
+            self.traits.append(
+                (
+                    home,
+                    touchpoint.source,
+                    touchpoint.channel,
+                    touchpoint.event_id,
+                    touchpoint.occurred_at,
+                    orjson.dumps(touchpoint.traits).decode(),
+                )
+            )
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if not self.event_ids:
+            return
+        await conn.execute(_INSERT_PROCESSED, self.event_ids, self.homes)
+        await conn.execute(
+            _INSERT_TIMELINE,
+            self.event_ids,
+            self.homes,
+            self.occurred,
+            self.received,
+            self.types,
+            self.channels,
+            self.touchpoints,
+            self.sources,
+            self.properties,
+            self.contexts,
+        )
+        if self.traits:
+            columns = zip(*self.traits, strict=True)
+            await conn.execute(_UPSERT_TRAITS, *(list(column) for column in columns))
+
+
+def _home_customer(resolution: Resolution, parsed: ParsedIdentifiers, facts: GraphFacts) -> str:
     """The customer whose link the event's best joined identifier is: the event (and its
     traits) follow that side if the merge is ever undone."""
-    facts = repository.facts
-    assert facts is not None and resolution.customer_id is not None
+    assert resolution.customer_id is not None
     joined = {resolution.customer_id} | {m.loser_id for m in resolution.merges}
     new = {link.identifier.key: link.customer_id for link in resolution.links}
     for identifier in parsed.accepted:
@@ -324,9 +313,7 @@ def _home_customer(
     return resolution.customer_id
 
 
-def _observe(resolution: Resolution, repository: PostgresIdentityRepository) -> None:
-    facts = repository.facts
-    assert facts is not None
+def _observe(resolution: Resolution, facts: GraphFacts) -> None:
     joined = {resolution.customer_id} | {m.loser_id for m in resolution.merges}
     size = len(resolution.links) + sum(
         len(c.identifiers) for root, c in facts.customers.items() if root in joined
@@ -339,36 +326,32 @@ def _observe(resolution: Resolution, repository: PostgresIdentityRepository) -> 
             metrics.QUARANTINED.labels(reason=reason).inc()
 
 
-async def _merges_of_event(conn: AsyncConnection, event_id: str) -> tuple[MergeCustomers, ...]:
-    rows = await conn.execute(
-        text("SELECT merge_id FROM profile.merges WHERE event_id = :e ORDER BY merge_id"),
-        {"e": event_id},
-    )
-    repository = PostgresIdentityRepository(conn)
-    merges = []
-    for (merge_id,) in rows.all():
-        record = await repository.get_merge(merge_id)
-        if record is not None:
-            merges.append(record.merge)
-    return tuple(merges)
-
-
-_INSERT_PROCESSED = text(
-    "INSERT INTO profile.processed_events (event_id, customer_id, processed_at)"
-    " VALUES (:e, :c, now())"
+_SUPPRESSED = (
+    "SELECT identifier_key FROM profile.suppressions WHERE identifier_key = ANY($1::text[])"
 )
-_UPDATE_PROCESSED = text("UPDATE profile.processed_events SET customer_id = :c WHERE event_id = :e")
-_INSERT_TIMELINE = text(
+_INSERT_PROCESSED = (
+    "INSERT INTO profile.processed_events (event_id, customer_id, processed_at)"
+    " SELECT e, c, now() FROM unnest($1::text[], $2::text[]) AS u(e, c)"
+)
+_INSERT_TIMELINE = (
     "INSERT INTO profile.timeline (event_id, customer_id, occurred_at, received_at, type,"
-    " channel, touchpoint, source, properties, context) VALUES (:e, :c, :o, :r, :ty,"
-    " :ch, :tp, :s, CAST(:p AS jsonb), CAST(:cx AS jsonb))"
+    " channel, touchpoint, source, properties, context)"
+    " SELECT e, c, o, r, ty, ch, tp, s, p::jsonb, cx::jsonb FROM unnest($1::text[],"
+    " $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],"
+    " $8::text[], $9::text[], $10::text[]) AS u(e, c, o, r, ty, ch, tp, s, p, cx)"
     " ON CONFLICT (event_id) DO NOTHING"
 )
-# Latest occurred_at wins (event_id breaks ties) so late events never overwrite newer ones.
-_UPSERT_TRAITS = text(
+# Latest occurred_at wins (event_id breaks ties) so late events never overwrite newer ones;
+# within the batch the same order picks one row per trait first (an upsert may not touch a
+# row twice).
+_UPSERT_TRAITS = (
     "INSERT INTO profile.traits (customer_id, name, value, source, channel, event_id,"
-    " occurred_at) SELECT :c, t.key, t.value, :s, :ch, :e, :o"
-    " FROM jsonb_each(CAST(:traits AS jsonb)) AS t"
+    " occurred_at)"
+    " SELECT DISTINCT ON (u.c, t.key) u.c, t.key, t.value, u.s, u.ch, u.e, u.o"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+    " $6::text[]) AS u(c, s, ch, e, o, traits)"
+    " CROSS JOIN LATERAL jsonb_each(u.traits::jsonb) AS t"
+    " ORDER BY u.c, t.key, u.o DESC, u.e DESC"
     " ON CONFLICT (customer_id, name) DO UPDATE SET value = excluded.value,"
     " source = excluded.source, channel = excluded.channel,"
     " event_id = excluded.event_id, occurred_at = excluded.occurred_at"
