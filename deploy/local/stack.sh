@@ -5,6 +5,9 @@
 #   stack.sh run     up, print URLs and dev credentials, follow the logs; Ctrl-C stops all
 #   stack.sh down    stop the services, Kafka and PostgreSQL; leaves no process behind
 #   stack.sh status
+# With CXM_OBSERVABILITY=1, `up` and `run` also start Prometheus (CXM_PROMETHEUS_PORT, 9090)
+# with the consumer-lag and PostgreSQL exporters (deploy/local/prometheus.sh); `down` always
+# stops them.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -15,6 +18,8 @@ declare -A PORTS=(
   [scoring]=${CXM_SCORING_PORT:-8003} [alerting]=${CXM_ALERTING_PORT:-8004}
 )
 DB_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+
+observability() { [ "${CXM_OBSERVABILITY:-0}" = 1 ]; }
 
 infra() {
   bash "$ROOT/deploy/local/python.sh"
@@ -53,6 +58,7 @@ up() {
   local s
   for s in "${SERVICES[@]}"; do start_service "$s"; done
   for s in "${SERVICES[@]}"; do wait_service "$s"; done
+  if observability; then bash "$ROOT/deploy/local/prometheus.sh" start; fi
   banner
 }
 
@@ -68,12 +74,16 @@ banner() {
     PostgreSQL    127.0.0.1:$PG_PORT  database=$PG_DB user=$PG_USER password=$PG_PASSWORD
     dev write key: dev-write-key     dev API token: dev-api-token   (local mode only)
     logs: $LOG_DIR
-
 TXT
+  if observability; then
+    echo "    Prometheus    http://127.0.0.1:${CXM_PROMETHEUS_PORT:-9090}    (rules: deploy/prometheus/rules)"
+  fi
+  echo
 }
 
 down() {
   local s
+  bash "$ROOT/deploy/local/prometheus.sh" stop
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     s=${SERVICES[$i]}; stop_pid "$RUN_DIR/$s.pid" "$s" 30
   done
@@ -94,6 +104,7 @@ run() {
 status() {
   bash "$ROOT/deploy/local/kafka.sh" status
   bash "$ROOT/deploy/local/postgres.sh" status
+  if observability; then bash "$ROOT/deploy/local/prometheus.sh" status; fi
   local s
   for s in "${SERVICES[@]}"; do
     if pid_alive "$RUN_DIR/$s.pid"; then echo "$s: running (pid $(cat "$RUN_DIR/$s.pid")) on 127.0.0.1:${PORTS[$s]}"

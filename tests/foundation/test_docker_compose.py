@@ -36,6 +36,10 @@ def test_compose_file_is_accepted_and_has_the_whole_stack() -> None:
         "alerting",
         "prometheus",
         "grafana",
+        # observability: the broker's JMX agent, consumer lag, PostgreSQL (deploy/prometheus/)
+        "kafka-jmx-agent",
+        "kafka-lag-exporter",
+        "postgres-exporter",
     }
     for name, port in [("ingest", 8001), ("profile", 8002), ("scoring", 8003), ("alerting", 8004)]:
         svc = services[name]
