@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from cxm_alerting.config import AlertingSettings
 from cxm_alerting.consumers import (
     TopicConsumer,
     journey_handler,
-    record_decision,
+    record_decisions,
     signal_handler,
 )
 from cxm_alerting.delivery.worker import DeliveryWorker
@@ -29,6 +30,7 @@ from cxm_alerting.errors import AlertingError
 from cxm_alerting.models import SCHEMA
 from cxm_alerting.routing.errors import RoutingConfigError
 from cxm_alerting.routing.tree import RoutingTree, load_tree
+from cxm_alerting.silences.service import SilenceCache
 from cxm_alerting.silences.views import router as silences_router
 from cxm_alerting.stream.service import Wakeup
 from cxm_alerting.stream.views import router as stream_router
@@ -85,6 +87,7 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
     engine = make_engine(database_url)
     tree = load_routing(settings)
     wakeup = Wakeup()
+    silence_cache = SilenceCache(refresh_seconds=settings.silence_refresh_seconds)
 
     async def database_check() -> bool:
         return await db_reachable(engine)
@@ -108,17 +111,22 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
             engine=engine,
             producer=producer,
             topics=[topics.signals],
-            handler=signal_handler(settings=settings, tree=lambda: app.state.tree),
-            after_commit=lambda decision: record_decision(decision, wakeup),
+            handler=signal_handler(
+                settings=settings, tree=lambda: app.state.tree, silence_cache=silence_cache
+            ),
+            after_commit=lambda decisions: record_decisions(decisions, wakeup, worker),
         )
         journey = TopicConsumer(
             name="journey",
             settings=settings,
             engine=engine,
             producer=producer,
-            topics=[topics.touchpoints_resolved, topics.erasures],
+            topics=[topics.touchpoints_resolved, topics.identity_merges, topics.erasures],
             handler=journey_handler(settings=settings, topics=topics),
         )
+        # Startup objects (modules, tables, compiled statements) never die: keep them out of
+        # the cyclic GC's scans, which otherwise add pauses to the signal-to-webhook path.
+        gc.freeze()
         tasks = [
             asyncio.create_task(worker.run(), name="delivery-worker"),
             asyncio.create_task(signals.run(), name="signal-consumer"),
@@ -148,6 +156,7 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.tree = tree
     app.state.wakeup = wakeup
+    app.state.silence_cache = silence_cache
     app.include_router(health_router({"kafka": probe, "postgres": database_check}))
     app.include_router(alerts_router)
     app.include_router(silences_router)

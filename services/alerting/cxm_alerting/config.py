@@ -30,6 +30,9 @@ class AlertingSettings(ServiceSettings):
     alert_window_seconds: float = Field(default=24 * 3600, gt=0)
     journey_size: int = Field(default=10, ge=1, le=100)
 
+    # Silences are cached in memory; another process's new silence applies within this time.
+    silence_refresh_seconds: float = Field(default=1.0, ge=0)
+
     delivery_timeout_seconds: float = Field(default=5.0, gt=0)
     delivery_concurrency_per_receiver: int = Field(default=4, ge=1)
     delivery_poll_seconds: float = Field(default=0.5, gt=0)
@@ -46,6 +49,12 @@ class AlertingSettings(ServiceSettings):
     smtp_starttls: bool = False
 
     consumer_group: str = "cxm-alerting"
+
+    @property
+    def delivery_lease_seconds(self) -> float:
+        """How long a claimed delivery is reserved: past an attempt's worst case, so a crashed
+        worker's claim expires and the delivery is retried (same webhook-id)."""
+        return self.delivery_timeout_seconds + 5.0
 
     def webhook_secret(self, ref: str | None) -> str | None:
         if ref is None:

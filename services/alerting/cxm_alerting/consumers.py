@@ -1,6 +1,7 @@
-"""Kafka consumers: signals -> alert decisions, resolved touchpoints -> journey, erasures.
+"""Kafka consumers: signals -> alert decisions; resolved touchpoints, identity merges and
+erasures -> journey and alert ownership.
 
-Offsets are committed only after the message's database transaction committed
+Offsets are committed only after the batch's database transaction committed
 (at-least-once); redelivery is harmless because decisions are keyed by deterministic alert
 ids and signal ids. A message that cannot be parsed goes to ``<topic>.dlq``.
 """
@@ -10,30 +11,110 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cxm_alerting import metrics
 from cxm_alerting.alerts.service import Decision, raise_from_signal
 from cxm_alerting.config import AlertingSettings
-from cxm_alerting.journey.service import erase_customer, record_touchpoint
+from cxm_alerting.delivery.worker import DeliveryWorker
+from cxm_alerting.journey.service import erase_customer, merge_customers, record_touchpoint
 from cxm_alerting.routing.tree import RoutingTree
+from cxm_alerting.silences.service import SilenceCache
 from cxm_alerting.stream.service import Wakeup
 from cxm_shared.dlq import dead_letter
-from cxm_shared.events import CustomerErased, ResolvedTouchpoint, Signal, decode
+from cxm_shared.events import (
+    CustomerErased,
+    IdentityChange,
+    ResolvedTouchpoint,
+    Signal,
+    decode,
+)
 from cxm_shared.kafka import make_consumer
 from cxm_shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncConnection, ConsumerRecord], Awaitable[Decision | None]]
+# A handler decodes a record first (a ValidationError there means poison, before any write),
+# then applies it inside the batch's transaction.
+Decoder = Callable[[ConsumerRecord], Any]
+Applier = Callable[[AsyncConnection, Any], Awaitable[Decision | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    decode: Decoder
+    apply: Applier
+
+
+_COMMIT_LINGER_SECONDS = 0.1
+
+
+class OffsetCommitter:
+    """Commits a consumer's offsets in the background, each only once the database
+    transactions before it are durable.
+
+    The consumer's transactions commit with ``synchronous_commit = off``: the decision is
+    visible (and handed to the delivery worker) without waiting for the WAL fsync, which is
+    the slowest step on the way to the webhook. Before the offsets move, a small synchronous
+    transaction waits for the WAL flush, which covers every earlier commit: so an offset is
+    never committed past a decision a PostgreSQL crash could still lose. If PostgreSQL dies
+    first, the signal is redelivered and decided again under the same alert id (webhook-id).
+    """
+
+    def __init__(self, *, consumer: Any, engine: AsyncEngine) -> None:
+        self._consumer = consumer
+        self._engine = engine
+        self._pending: dict[Any, int] = {}
+        self._ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="offset-committer")
+
+    def add(self, offsets: dict[Any, int]) -> None:
+        self._pending.update(offsets)
+        self._ready.set()
+
+    def check(self) -> None:
+        """Re-raise the committer's failure in the consuming task (which then restarts)."""
+        if self._task.done() and not self._task.cancelled():
+            self._task.result()
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            # Linger: one flush barrier and one offset commit cover every batch meanwhile.
+            await asyncio.sleep(_COMMIT_LINGER_SECONDS)
+            self._ready.clear()
+            offsets, self._pending = self._pending, {}
+            async with self._engine.begin() as conn:
+                # An xid makes this commit wait for the WAL flush up to here.
+                await conn.execute(text("SELECT txid_current()"))
+            await self._consumer.commit(offsets)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _reset_session(conn: AsyncConnection) -> None:
+    """Give the pooled connection back with the server's default commit behaviour."""
+    try:
+        await conn.exec_driver_sql("RESET synchronous_commit")
+        await conn.commit()
+    except Exception:
+        await conn.invalidate()
 
 
 class TopicConsumer:
-    """One consumer group over some topics; each record handled in its own DB transaction."""
+    """One consumer group over some topics. Each ``getmany`` batch is applied in one database
+    transaction on a connection the consumer keeps; its offsets are committed once, after the
+    transaction is durable and the decisions were handed on (at-least-once, never ahead of
+    the database)."""
 
     def __init__(
         self,
@@ -44,7 +125,7 @@ class TopicConsumer:
         producer: AIOKafkaProducer,
         topics: list[str],
         handler: Handler,
-        after_commit: Callable[[Decision], None] | None = None,
+        after_commit: Callable[[list[Decision]], None] | None = None,
     ) -> None:
         self.name = name
         self._settings = settings
@@ -76,25 +157,54 @@ class TopicConsumer:
             max_poll_records=200,
         )
         await consumer.start()
+        committer = OffsetCommitter(consumer=consumer, engine=self._engine)
         try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        decision = await self._handle(record)
-                        await consumer.commit({tp: record.offset + 1})
-                        if decision is not None and self._after_commit is not None:
-                            self._after_commit(decision)
+            # One connection for the consumer's life: no pool checkout (and pre-ping round
+            # trip) per batch. Its commits do not wait for the WAL flush; the committer makes
+            # them durable before it commits the offsets (see OffsetCommitter).
+            async with self._engine.connect() as conn:
+                await conn.exec_driver_sql("SET synchronous_commit TO off")
+                await conn.commit()
+                try:
+                    while True:
+                        committer.check()
+                        batches = await consumer.getmany(timeout_ms=500)
+                        if not batches:
+                            continue
+                        await self._apply_batch(conn, batches)
+                        committer.add(
+                            {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                        )
+                finally:
+                    await _reset_session(conn)
         finally:
+            await committer.close()
             await consumer.stop()
 
-    async def _handle(self, record: ConsumerRecord) -> Decision | None:
-        try:
-            async with self._engine.begin() as conn:
-                return await self._handler(conn, record)
-        except ValidationError as exc:
-            await self._dead_letter(record, exc)
-            return None
+    async def _apply_batch(
+        self, conn: AsyncConnection, batches: dict[Any, list[ConsumerRecord]]
+    ) -> None:
+        decisions: list[Decision] = []
+        poison: list[tuple[ConsumerRecord, Exception]] = []
+        async with conn.begin():
+            for records in batches.values():
+                for record in records:
+                    try:
+                        item = self._handler.decode(record)
+                    except ValidationError as exc:
+                        poison.append((record, exc))
+                        continue
+                    if item is None:
+                        continue
+                    decision = await self._handler.apply(conn, item)
+                    if decision is not None:
+                        decisions.append(decision)
+        # Hand the decisions on before the offset commit: a crash now redelivers the batch,
+        # whose decisions are idempotent (deterministic alert ids, signal ids in evidence).
+        if decisions and self._after_commit is not None:
+            self._after_commit(decisions)
+        for record, error in poison:
+            await self._dead_letter(record, error)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
         await dead_letter(
@@ -116,40 +226,64 @@ class TopicConsumer:
         )
 
 
-def signal_handler(*, settings: AlertingSettings, tree: Callable[[], RoutingTree]) -> Handler:
-    async def handle(conn: AsyncConnection, record: ConsumerRecord) -> Decision | None:
-        if record.value is None:
-            return None  # a tombstone carries no signal
-        signal = decode(Signal, record.value)
+def signal_handler(
+    *,
+    settings: AlertingSettings,
+    tree: Callable[[], RoutingTree],
+    silence_cache: SilenceCache | None = None,
+) -> Handler:
+    def decode_signal(record: ConsumerRecord) -> Signal | None:
+        # A tombstone carries no signal.
+        return None if record.value is None else decode(Signal, record.value)
+
+    async def apply(conn: AsyncConnection, signal: Signal) -> Decision:
         return await raise_from_signal(
-            conn=conn, signal=signal, tree=tree(), settings=settings, now=datetime.now(UTC)
+            conn=conn,
+            signal=signal,
+            tree=tree(),
+            settings=settings,
+            now=datetime.now(UTC),
+            silence_cache=silence_cache,
         )
 
-    return handle
+    return Handler(decode_signal, apply)
 
 
 def journey_handler(*, settings: AlertingSettings, topics: Topics) -> Handler:
-    async def handle(conn: AsyncConnection, record: ConsumerRecord) -> None:
-        if record.topic == topics.erasures:
-            if record.value is None:
-                return None
-            erased = decode(CustomerErased, record.value)
-            await erase_customer(conn=conn, customer_id=erased.customer_id)
-            return None
+    def decode_journey(record: ConsumerRecord) -> Any:
         if record.value is None:
             return None
-        touchpoint = decode(ResolvedTouchpoint, record.value)
-        await record_touchpoint(conn=conn, touchpoint=touchpoint, keep=settings.journey_size)
+        if record.topic == topics.erasures:
+            return decode(CustomerErased, record.value)
+        if record.topic == topics.identity_merges:
+            change = decode(IdentityChange, record.value)
+            return change if change.kind == "merged" else None
+        return decode(ResolvedTouchpoint, record.value)
+
+    async def apply(conn: AsyncConnection, item: Any) -> None:
+        if isinstance(item, CustomerErased):
+            await erase_customer(conn=conn, customer_id=item.customer_id)
+        elif isinstance(item, IdentityChange):
+            await merge_customers(conn=conn, change=item, now=datetime.now(UTC))
+        else:
+            await record_touchpoint(conn=conn, touchpoint=item, keep=settings.journey_size)
         return None
 
-    return handle
+    return Handler(decode_journey, apply)
 
 
-def record_decision(decision: Decision, wakeup: Wakeup) -> None:
-    metrics.SIGNALS_CONSUMED.labels(decision.kind).inc()
-    if decision.action in ("opened", "reopened"):
-        metrics.ALERTS_RAISED.labels(decision.kind, decision.team).inc()
-    elif decision.action == "suppressed" and decision.mute_kind:
-        metrics.ALERTS_MUTED.labels(decision.kind, decision.mute_kind).inc()
-    if decision.outbox or decision.streamed:
+def record_decisions(decisions: list[Decision], wakeup: Wakeup, worker: DeliveryWorker) -> None:
+    """After commit: start the deliveries handed over in memory, wake streams, count."""
+    wake = False
+    for decision in decisions:
+        metrics.SIGNALS_CONSUMED.labels(decision.kind).inc()
+        if decision.action in ("opened", "reopened"):
+            metrics.ALERTS_RAISED.labels(decision.kind, decision.team).inc()
+        elif decision.action == "suppressed" and decision.mute_kind:
+            metrics.ALERTS_MUTED.labels(decision.kind, decision.mute_kind).inc()
+        if decision.handoff:
+            worker.submit(decision.handoff)
+        if decision.streamed or decision.outbox > len(decision.handoff):
+            wake = True
+    if wake:
         wakeup.notify()

@@ -65,6 +65,9 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
+    # Set for routes whose group_wait holds notifications back (see delivery.grouping).
+    Column("group_key", Text),
+    Column("group_msg_id", String(128)),
 )
 
 silences = Table(

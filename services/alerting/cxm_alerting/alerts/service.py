@@ -3,12 +3,12 @@ decision, its history entry, its outbox deliveries and its stream events commit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cxm_alerting.config import AlertingSettings
@@ -18,14 +18,15 @@ from cxm_alerting.models import alerts, deliveries
 from cxm_alerting.notify.alerts import Alert
 from cxm_alerting.notify.escalation import decide_escalation, sla_deadline
 from cxm_alerting.notify.inhibition import Inhibitor
-from cxm_alerting.notify.muting import first_mute
+from cxm_alerting.notify.muting import Muter, first_mute
 from cxm_alerting.notify.silences import Silencer
+from cxm_alerting.notify.timing import next_flush_at
 from cxm_alerting.routing.alert_ids import alert_id as make_alert_id
 from cxm_alerting.routing.alert_ids import window_start
 from cxm_alerting.routing.groups import group_key
 from cxm_alerting.routing.match import explain
-from cxm_alerting.routing.matchers import ALERT_LABELS
-from cxm_alerting.routing.tree import RoutingTree
+from cxm_alerting.routing.matchers import ALERT_LABELS, matches_all
+from cxm_alerting.routing.tree import Route, RoutingTree
 from cxm_alerting.silences import service as silences_service
 from cxm_alerting.stream.service import append_event
 from cxm_shared.events import Signal
@@ -49,6 +50,17 @@ _REASONS = {
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """An outbox row already claimed in the decision's transaction, handed to this process's
+    delivery worker in memory after commit with the alert view it renders. The row stays the
+    source of truth: if the process dies, the claim's lease expires and the worker polling
+    the outbox sends it (same webhook-id)."""
+
+    row: dict[str, Any]
+    view: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What handling one signal did; metrics are recorded from it after commit."""
 
@@ -60,6 +72,36 @@ class Decision:
     mute_kind: str | None = None
     outbox: int = 0
     streamed: tuple[str, ...] = field(default_factory=tuple)
+    handoff: tuple[Handoff, ...] = ()
+
+
+# Hot-path statements built once: SQLAlchemy then reuses their compiled form and cache key
+# instead of rebuilding and re-keying a statement per signal.
+_EXISTING_ALERT = (
+    select(alerts)
+    .where(
+        or_(
+            alerts.c.alert_id == bindparam("aid"),
+            and_(
+                alerts.c.customer_id == bindparam("customer"),
+                alerts.c.kind == bindparam("kind"),
+                alerts.c.window_start == bindparam("start"),
+            ),
+        )
+    )
+    .order_by((alerts.c.alert_id == bindparam("aid")).desc())
+    .limit(1)
+    .with_for_update()
+)
+_INSERT_ALERT = alerts.insert()
+_INSERT_CLAIMED = (
+    deliveries.insert()
+    .values(
+        attempts=1,
+        next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease")),
+    )
+    .returning(deliveries.c.id, deliveries.c.created_at, sort_by_parameter_order=True)
+)
 
 
 def alert_labels(signal: Signal) -> dict[str, str]:
@@ -139,29 +181,87 @@ async def _enqueue(
     msg_id: str,
     view: dict[str, Any],
     resolved_only: bool = False,
-) -> tuple[int, list[str]]:
-    """Outbox rows for every channel of ``receivers`` and an event on each SSE team stream."""
+    claim_lease: float | None = None,
+    routes: Mapping[str, Route] | None = None,
+) -> tuple[int, list[str], tuple[Handoff, ...]]:
+    """Outbox rows for every channel of ``receivers`` and an event on each SSE team stream.
+
+    Receivers whose route (in ``routes``) sets a group_wait get rows held back for their
+    aggregation group's flush instead. With ``claim_lease`` the other rows are written already
+    claimed (attempt 1, leased) and returned
+    as hand-offs, so the worker can send them right after commit without a claim round trip.
+    """
     rows: list[dict[str, Any]] = []
+    grouped: list[dict[str, Any]] = []
     streamed: list[str] = []
     for name in receivers:
         receiver = tree.receivers.get(name)
         if receiver is None:
             continue
+        route = (routes or {}).get(name)
+        target = grouped if route is not None and route.groups_notifications else rows
         for index, hook in enumerate(receiver.webhook_configs):
             if not resolved_only or hook.send_resolved:
-                rows.append(dict(channel="webhook", config_index=index, receiver=name))
+                target.append(dict(channel="webhook", config_index=index, receiver=name))
         for index, mail in enumerate(receiver.email_configs):
             if not resolved_only or mail.send_resolved:
-                rows.append(dict(channel="email", config_index=index, receiver=name))
+                target.append(dict(channel="email", config_index=index, receiver=name))
         if receiver.sse:
             await append_event(conn=conn, team=name, event=event, alert_id=alert, data=view)
             streamed.append(name)
-    if rows:
+    for row in grouped:
+        # Held back until the group's flush; the worker sends one notification per group.
+        route = (routes or {})[row["receiver"]]
+        key = group_key(route=route, labels=view["labels"])
+        flush_at = await _group_flush_at(conn=conn, key=key, receiver=row["receiver"], route=route)
+        row.update(group_key=key, next_attempt_at=flush_at)
+    if grouped:
         await conn.execute(
             deliveries.insert(),
-            [dict(r, alert_id=alert, msg_id=msg_id, event=event) for r in rows],
+            [dict(r, alert_id=alert, msg_id=msg_id, event=event) for r in grouped],
         )
-    return len(rows), streamed
+    if not rows:
+        return len(grouped), streamed, ()
+    rows = [dict(r, alert_id=alert, msg_id=msg_id, event=event) for r in rows]
+    if claim_lease is None:
+        await conn.execute(deliveries.insert(), rows)
+        return len(rows) + len(grouped), streamed, ()
+    claimed = (
+        await conn.execute(_INSERT_CLAIMED, [dict(r, lease=claim_lease) for r in rows])
+    ).all()
+    handoff = tuple(
+        Handoff(row=dict(r, id=c.id, created_at=c.created_at, attempts=1), view=view)
+        for r, c in zip(rows, claimed, strict=True)
+    )
+    return len(rows) + len(grouped), streamed, handoff
+
+
+_GROUP_STATE = text(
+    "SELECT min(next_attempt_at) FILTER (WHERE status = 'pending' AND attempts = 0) AS waiting,"
+    # The last flush: a sent notification, or one claimed and in flight right now.
+    " greatest(max(delivered_at) FILTER (WHERE status = 'sent'),"
+    " max(now()) FILTER (WHERE status = 'pending' AND group_msg_id IS NOT NULL)) AS last_sent,"
+    " now() AS now"
+    " FROM alerting.deliveries WHERE group_key = :key AND receiver = :receiver"
+)
+
+
+async def _group_flush_at(
+    *, conn: AsyncConnection, key: str, receiver: str, route: Route
+) -> datetime:
+    """When a new member of the group is sent: with the group's waiting flush if one is
+    pending; otherwise ``group_wait`` from now for a new group, or ``group_interval`` after
+    the group's last notification (database time, as the outbox poll uses)."""
+    state = (await conn.execute(_GROUP_STATE, {"key": key, "receiver": receiver})).one()
+    if state.waiting is not None:
+        return state.waiting
+    due = next_flush_at(
+        created_at=state.now,
+        last_flushed_at=state.last_sent,
+        group_wait=route.group_wait,
+        group_interval=route.group_interval,
+    )
+    return max(state.now, due)
 
 
 def _history(row_history: list[Any] | None, entry: dict[str, Any]) -> list[Any]:
@@ -175,14 +275,22 @@ async def raise_from_signal(
     tree: RoutingTree,
     settings: AlertingSettings,
     now: datetime,
+    silence_cache: silences_service.SilenceCache | None = None,
 ) -> Decision:
     """Turn one signal into an alert decision: route, mute, upsert, enqueue notifications."""
     window = timedelta(seconds=settings.alert_window_seconds)
     start = window_start(at=signal.occurred_at, window=window)
     aid = make_alert_id(kind=signal.kind, customer_id=signal.customer_id, window_start=start)
+    # The same (kind, customer, window) may already be held under another id: an alert
+    # re-keyed from a customer merged into this one keeps its id (and webhook-id).
     existing = (
-        await conn.execute(select(alerts).where(alerts.c.alert_id == aid).with_for_update())
+        await conn.execute(
+            _EXISTING_ALERT,
+            {"aid": aid, "customer": signal.customer_id, "kind": signal.kind, "start": start},
+        )
     ).first()
+    if existing is not None:
+        aid = existing.alert_id
     if existing is not None and any(
         e.get("signal_id") == signal.signal_id for e in existing.payload.get("evidence") or []
     ):
@@ -193,12 +301,24 @@ async def raise_from_signal(
     receivers = explanation.receivers
     team = receivers[0]
     route = explanation.matches[0].route
-    muters = [
-        Silencer.build(silences=await silences_service.active(conn=conn, now=now)),
-        Inhibitor.build(
-            rules=tree.inhibit_rules,
-            alerts=await _firing_alerts_of(conn=conn, customer_id=signal.customer_id, exclude=aid),
-        ),
+    routes: dict[str, Route] = {}
+    for match in explanation.matches:
+        routes.setdefault(match.receiver, match.route)
+    active = (
+        await silence_cache.active(conn=conn, now=now)
+        if silence_cache is not None
+        else await silences_service.active(conn=conn, now=now)
+    )
+    # Other alerts of the customer matter only when an inhibit rule could mute this one.
+    inhibitable = any(matches_all(r.target_matchers, labels) for r in tree.inhibit_rules)
+    sources = (
+        await _firing_alerts_of(conn=conn, customer_id=signal.customer_id, exclude=aid)
+        if inhibitable
+        else []
+    )
+    muters: list[Muter] = [
+        Silencer.build(silences=active),
+        Inhibitor.build(rules=tree.inhibit_rules, alerts=sources),
     ]
     mute = first_mute(labels=labels, muters=muters, now=now)
     content = await _content(
@@ -238,11 +358,11 @@ async def raise_from_signal(
             created_at=now,
             updated_at=now,
         )
-        await conn.execute(alerts.insert().values(**values))
+        await conn.execute(_INSERT_ALERT, values)
         if mute:
             return Decision(aid, "suppressed", signal.kind, team, tuple(receivers), mute.kind.value)
         view = alert_view(values)
-        outbox, streamed = await _enqueue(
+        outbox, streamed, handoff = await _enqueue(
             conn=conn,
             tree=tree,
             alert=aid,
@@ -250,9 +370,19 @@ async def raise_from_signal(
             event="firing",
             msg_id=aid,
             view=view,
+            claim_lease=settings.delivery_lease_seconds,
+            routes=routes,
         )
         return Decision(
-            aid, "opened", signal.kind, team, tuple(receivers), None, outbox, tuple(streamed)
+            aid,
+            "opened",
+            signal.kind,
+            team,
+            tuple(receivers),
+            None,
+            outbox,
+            tuple(streamed),
+            handoff,
         )
 
     reopen = existing.status in (RESOLVED, SUPPRESSED) and mute is None
@@ -299,7 +429,7 @@ async def raise_from_signal(
     event = "firing" if first_time else "reopened"
     msg_id = aid if first_time else f"{aid}.reopened{count}"
     view = alert_view({**dict(existing._mapping), **values})
-    outbox, streamed = await _enqueue(
+    outbox, streamed, handoff = await _enqueue(
         conn=conn,
         tree=tree,
         alert=aid,
@@ -307,9 +437,13 @@ async def raise_from_signal(
         event=event,
         msg_id=msg_id,
         view=view,
+        claim_lease=settings.delivery_lease_seconds,
+        routes=routes,
     )
     action = "opened" if first_time else "reopened"
-    return Decision(aid, action, signal.kind, team, tuple(receivers), None, outbox, tuple(streamed))
+    return Decision(
+        aid, action, signal.kind, team, tuple(receivers), None, outbox, tuple(streamed), handoff
+    )
 
 
 def alert_view(row: Any) -> dict[str, Any]:

@@ -12,7 +12,13 @@ import httpx
 import orjson
 
 from cxm_alerting.config import AlertingSettings
-from cxm_alerting.notify.payloads import masked_identifiers, render_slack, render_webhook
+from cxm_alerting.notify.payloads import (
+    masked_identifiers,
+    render_slack,
+    render_slack_group,
+    render_webhook,
+    render_webhook_group,
+)
 from cxm_alerting.notify.retry import DeliveryOutcome
 from cxm_alerting.notify.signing import signature_headers
 from cxm_alerting.routing.schemas import EmailConfig, WebhookConfig
@@ -42,6 +48,58 @@ async def send_webhook(
         body_obj["data"]["event"] = event
         body_obj["data"]["team"] = view.get("team")
         body_obj["data"]["kind"] = view.get("kind")
+    return await _post(
+        client=client,
+        config=config,
+        secret=secret,
+        msg_id=msg_id,
+        body_obj=body_obj,
+        now=now,
+        timeout=timeout,
+    )
+
+
+async def send_webhook_group(
+    *,
+    client: httpx.AsyncClient,
+    config: WebhookConfig,
+    secret: str | None,
+    msg_id: str,
+    group_key: str,
+    events: list[str],
+    views: list[dict[str, Any]],
+    now: datetime,
+    timeout: float,
+) -> DeliveryOutcome:
+    """One signed notification for several alerts of an aggregation group."""
+    alerts = [_rendered(v, e) for v, e in zip(views, events, strict=True)]
+    if config.slack_compatible:
+        body_obj = render_slack_group(alerts=alerts)
+    else:
+        body_obj = render_webhook_group(alerts=alerts, group_key=group_key, sent_at=now)
+        for item, view, event in zip(body_obj["data"]["alerts"], views, events, strict=True):
+            item.update(event=event, team=view.get("team"), kind=view.get("kind"))
+    return await _post(
+        client=client,
+        config=config,
+        secret=secret,
+        msg_id=msg_id,
+        body_obj=body_obj,
+        now=now,
+        timeout=timeout,
+    )
+
+
+async def _post(
+    *,
+    client: httpx.AsyncClient,
+    config: WebhookConfig,
+    secret: str | None,
+    msg_id: str,
+    body_obj: dict[str, Any],
+    now: datetime,
+    timeout: float,
+) -> DeliveryOutcome:
     body = orjson.dumps(body_obj)
     headers = {"content-type": "application/json", "webhook-id": msg_id}
     if secret:
@@ -102,6 +160,31 @@ def email_message(
     return message
 
 
+def group_email_message(
+    *,
+    config: EmailConfig,
+    sender: str,
+    msg_id: str,
+    events: list[str],
+    views: list[dict[str, Any]],
+) -> EmailMessage:
+    """One email for an aggregation group: each alert's section as in :func:`email_message`."""
+    parts = [
+        email_message(config=config, sender=sender, msg_id=msg_id, event=e, view=v)
+        for v, e in zip(views, events, strict=True)
+    ]
+    message = EmailMessage()
+    teams = sorted({str(v.get("team")) for v in views})
+    message["Subject"] = f"[FIRING] {len(views)} alerts for team {', '.join(teams)}"
+    message["From"] = sender
+    message["To"] = ", ".join(config.to)
+    message["Message-ID"] = f"<{msg_id}@cxm-alerting>"
+    message["X-CXM-Alert-IDs"] = ", ".join(v["alert_id"] for v in views)
+    sections = [f"{p['Subject']}\n\n{p.get_content().rstrip()}" for p in parts]
+    message.set_content(("\n\n" + "-" * 60 + "\n\n").join(sections) + "\n")
+    return message
+
+
 async def send_email(
     *,
     settings: AlertingSettings,
@@ -110,8 +193,9 @@ async def send_email(
     event: str,
     view: dict[str, Any],
     timeout: float,
+    message: EmailMessage | None = None,
 ) -> DeliveryOutcome:
-    message = email_message(
+    message = message or email_message(
         config=config, sender=settings.smtp_from, msg_id=msg_id, event=event, view=view
     )
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None

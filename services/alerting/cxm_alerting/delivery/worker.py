@@ -1,9 +1,16 @@
 """The delivery worker: drains the outbox. Each delivery runs in its own task under its
-receiver's semaphore, so a slow or failing receiver never delays the others."""
+receiver's semaphore, so a slow or failing receiver never delays the others.
+
+Deliveries decided by this process arrive in memory right after their transaction committed
+(:meth:`DeliveryWorker.submit`, already claimed, with the rendered alert view); the outbox
+poll picks up everything else (API transitions, escalations, retries, claims of a process that
+died). Successful attempts are recorded in batches, off the path to the receiver.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from datetime import UTC, datetime, timedelta
@@ -14,9 +21,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cxm_alerting import metrics
-from cxm_alerting.alerts.service import alert_view
+from cxm_alerting.alerts.service import Handoff, alert_view
 from cxm_alerting.config import AlertingSettings
-from cxm_alerting.delivery.channels import send_email, send_webhook
+from cxm_alerting.delivery.channels import (
+    group_email_message,
+    send_email,
+    send_webhook,
+    send_webhook_group,
+)
 from cxm_alerting.models import alerts, deliveries
 from cxm_alerting.notify.retry import DeliveryOutcome, RetryPolicy, decide_retry
 from cxm_alerting.routing.tree import RoutingTree
@@ -33,8 +45,24 @@ _CLAIM = text(
     " AND next_attempt_at <= now() AND NOT (id = ANY(:busy))"
     " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
     " RETURNING id, alert_id, msg_id, receiver, channel, config_index, event, attempts,"
-    " created_at"
+    " created_at, group_key, group_msg_id"
 )
+_SET_GROUP_MSG_ID = text(
+    "UPDATE alerting.deliveries SET group_msg_id = :msg WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+_RECORD_COALESCE_SECONDS = 0.05
+_MARK_SENT = text(
+    "UPDATE alerting.deliveries AS d SET status = 'sent', delivered_at = v.at, last_error = NULL"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at)"
+    " WHERE d.id = v.id"
+)
+
+
+def group_message_id(members: list[dict[str, Any]]) -> str:
+    if len(members) == 1:
+        return str(members[0]["msg_id"])
+    ids = ",".join(str(i) for i in sorted(m["id"] for m in members))
+    return "grp_" + hashlib.sha256(ids.encode()).hexdigest()[:32]
 
 
 class DeliveryWorker:
@@ -63,36 +91,105 @@ class DeliveryWorker:
         self._client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
+        # Successful attempts waiting to be marked sent: (delivery id, delivered at).
+        self._sent: list[tuple[int, datetime]] = []
+        self._sent_ready = asyncio.Event()
 
-    def _lease_seconds(self) -> float:
-        return self._settings.delivery_timeout_seconds + 5.0
+    def submit(self, handoffs: tuple[Handoff, ...]) -> None:
+        """Start deliveries claimed in a just-committed decision (see :class:`Handoff`)."""
+        for handoff in handoffs:
+            self._start([handoff.row], handoff.view)
+
+    def _start(self, rows: list[dict[str, Any]], view: dict[str, Any] | None) -> None:
+        """Start one notification: a single delivery row, or every row of a group flush."""
+        self._busy.update(row["id"] for row in rows)
+        task = asyncio.create_task(self._deliver(rows, view))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
+        recorder = asyncio.create_task(self._record_sent_loop(), name="delivery-recorder")
         try:
             while True:
                 claimed = await self._claim()
-                for row in claimed:
-                    self._busy.add(row["id"])
-                    task = asyncio.create_task(self._deliver(row))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                for job in claimed:
+                    self._start(job, None)
                 if not claimed:
                     await wait_for(self._wake, self._settings.delivery_poll_seconds)
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+            await asyncio.shield(self._flush_sent())
             await self._client.aclose()
 
-    async def _claim(self) -> list[dict[str, Any]]:
-        # Never claim more than each receiver can start now: queued work waits in the table,
-        # where its lease cannot run out while it waits for a slot.
+    async def _record_sent_loop(self) -> None:
+        while True:
+            await self._sent_ready.wait()
+            # Coalesce: one transaction marks every delivery that succeeded meanwhile.
+            await asyncio.sleep(_RECORD_COALESCE_SECONDS)
+            self._sent_ready.clear()
+            try:
+                await self._flush_sent()
+            except Exception:
+                # Unrecorded sends are re-sent after their lease (same webhook-id).
+                log.exception("recording sent deliveries failed")
+                await asyncio.sleep(1.0)
+
+    async def _flush_sent(self) -> None:
+        batch, self._sent = self._sent, []
+        if not batch:
+            return
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    _MARK_SENT,
+                    {"ids": [i for i, _ in batch], "ats": [at for _, at in batch]},
+                )
+        finally:
+            for delivery_id, _ in batch:
+                self._busy.discard(delivery_id)
+
+    async def _claim(self) -> list[list[dict[str, Any]]]:
+        """Claim due deliveries; rows of one aggregation group due together become one
+        notification, whose webhook-id is fixed in the claiming transaction (retries reuse
+        it): the member's own msg_id when it is alone (= its alert id), else
+        ``grp_`` + the first 32 hex digits of SHA-256 over the sorted member row ids."""
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 _CLAIM,
-                {"lease": self._lease_seconds(), "busy": list(self._busy) or [0], "limit": 200},
+                {
+                    "lease": self._settings.delivery_lease_seconds,
+                    "busy": list(self._busy) or [0],
+                    "limit": 200,
+                },
             )
-            return [dict(r._mapping) for r in rows]
+            jobs: list[list[dict[str, Any]]] = []
+            groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+            for row in (dict(r._mapping) for r in rows):
+                if row["group_key"] is None:
+                    jobs.append([row])
+                    continue
+                bucket = (
+                    row["group_key"],
+                    row["receiver"],
+                    row["channel"],
+                    row["config_index"],
+                    row["group_msg_id"],
+                )
+                groups.setdefault(bucket, []).append(row)
+            for members in groups.values():
+                if members[0]["group_msg_id"] is None:
+                    msg = group_message_id(members)
+                    await conn.execute(
+                        _SET_GROUP_MSG_ID, {"msg": msg, "ids": [m["id"] for m in members]}
+                    )
+                    for member in members:
+                        member["group_msg_id"] = msg
+                jobs.append(sorted(members, key=lambda m: m["id"]))
+            return jobs
 
     def _limit(self, receiver: str) -> asyncio.Semaphore:
         if receiver not in self._limits:
@@ -101,59 +198,101 @@ class DeliveryWorker:
             )
         return self._limits[receiver]
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, rows: list[dict[str, Any]], view: dict[str, Any] | None) -> None:
+        recorded_later = False
         try:
-            async with self._limit(row["receiver"]):
-                outcome = await self._attempt(row)
-                await self._record(row, outcome)
+            async with self._limit(rows[0]["receiver"]):
+                outcome = await self._attempt(rows, view)
+                recorded_later = await self._record(rows, outcome)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The claim's lease expires and the delivery is retried; never lost.
-            log.exception("delivery attempt failed delivery_id=%s", row["id"])
+            log.exception("delivery attempt failed delivery_id=%s", rows[0]["id"])
         finally:
-            self._busy.discard(row["id"])
+            if not recorded_later:
+                self._busy.difference_update(row["id"] for row in rows)
 
-    async def _attempt(self, row: dict[str, Any]) -> DeliveryOutcome | None:
-        receiver = self.tree.receivers.get(row["receiver"])
+    async def _views(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        ids = list({row["alert_id"] for row in rows})
         async with self._engine.connect() as conn:
-            alert = (
-                await conn.execute(select(alerts).where(alerts.c.alert_id == row["alert_id"]))
-            ).first()
-        if alert is None or receiver is None:
+            found = await conn.execute(select(alerts).where(alerts.c.alert_id.in_(ids)))
+            return {r.alert_id: alert_view(r) for r in found}
+
+    async def _attempt(
+        self, rows: list[dict[str, Any]], view: dict[str, Any] | None
+    ) -> DeliveryOutcome | None:
+        first = rows[0]
+        receiver = self.tree.receivers.get(first["receiver"])
+        if receiver is None:
             return None
-        view = alert_view(alert)
+        if view is None:
+            views = await self._views(rows)
+            members = [(views[r["alert_id"]], r["event"]) for r in rows if r["alert_id"] in views]
+        else:
+            members = [(view, first["event"])]
+        if not members:
+            return None
+        msg_id = first["msg_id"] if len(rows) == 1 else first["group_msg_id"]
         timeout = self._settings.delivery_timeout_seconds
         now = datetime.now(UTC)
-        if row["channel"] == "webhook":
+        if first["channel"] == "webhook":
             configs = receiver.webhook_configs
-            if row["config_index"] >= len(configs):
+            if first["config_index"] >= len(configs):
                 return None
-            config = configs[row["config_index"]]
+            config = configs[first["config_index"]]
+            secret = self._settings.webhook_secret(config.secret_ref)
+            if len(rows) > 1:
+                return await send_webhook_group(
+                    client=self._client,
+                    config=config,
+                    secret=secret,
+                    msg_id=msg_id,
+                    group_key=first["group_key"],
+                    events=[e for _, e in members],
+                    views=[v for v, _ in members],
+                    now=now,
+                    timeout=timeout,
+                )
             return await send_webhook(
                 client=self._client,
                 config=config,
-                secret=self._settings.webhook_secret(config.secret_ref),
-                msg_id=row["msg_id"],
-                event=row["event"],
-                view=view,
+                secret=secret,
+                msg_id=msg_id,
+                event=members[0][1],
+                view=members[0][0],
                 now=now,
                 timeout=timeout,
             )
         mails = receiver.email_configs
-        if row["config_index"] >= len(mails):
+        if first["config_index"] >= len(mails):
             return None
+        mail = mails[first["config_index"]]
+        message = None
+        if len(rows) > 1:
+            message = group_email_message(
+                config=mail,
+                sender=self._settings.smtp_from,
+                msg_id=msg_id,
+                events=[e for _, e in members],
+                views=[v for v, _ in members],
+            )
         return await send_email(
             settings=self._settings,
-            config=mails[row["config_index"]],
-            msg_id=row["msg_id"],
-            event=row["event"],
-            view=view,
+            config=mail,
+            msg_id=msg_id,
+            event=members[0][1],
+            view=members[0][0],
             timeout=timeout,
+            message=message,
         )
 
-    async def _record(self, row: dict[str, Any], outcome: DeliveryOutcome | None) -> None:
+    async def _record(self, rows: list[dict[str, Any]], outcome: DeliveryOutcome | None) -> bool:
+        """Store the attempt's outcome for every row it carried; True when it was queued for
+        the batched recorder."""
         now = datetime.now(UTC)
+        row = rows[0]
+        ids = [r["id"] for r in rows]
         channel = row["channel"]
         values: dict[str, Any]
         if outcome is None:
@@ -168,10 +307,13 @@ class DeliveryWorker:
                 rand=self._rand.random,
             )
             if outcome.succeeded:
-                values = dict(status="sent", delivered_at=now, last_error=None)
-                latency = (now - row["created_at"]).total_seconds()
-                metrics.DELIVERY_LATENCY.labels(channel).observe(max(latency, 0.0))
-            elif decision.retry and decision.delay is not None:
+                for member in rows:
+                    latency = (now - member["created_at"]).total_seconds()
+                    metrics.DELIVERY_LATENCY.labels(channel).observe(max(latency, 0.0))
+                    self._sent.append((member["id"], now))
+                self._sent_ready.set()
+                return True
+            if decision.retry and decision.delay is not None:
                 values = dict(next_attempt_at=now + decision.delay, last_error=decision.reason)
                 metrics.DELIVERY_FAILURES.labels(channel, "true").inc()
                 metrics.DELIVERY_RETRIES.labels(channel).inc()
@@ -187,11 +329,10 @@ class DeliveryWorker:
                     decision.reason,
                 )
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(deliveries).where(deliveries.c.id == row["id"]).values(**values)
-            )
+            await conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(**values))
         if "next_attempt_at" in values:
             self._schedule_wake(values["next_attempt_at"] - now)
+        return False
 
     def _schedule_wake(self, delay: timedelta) -> None:
         loop = asyncio.get_running_loop()

@@ -174,3 +174,30 @@ def _bullets(items: Sequence[object]) -> str:
     if len(items) > _MAX_LIST_ITEMS:
         shown.append(f"… and {len(items) - _MAX_LIST_ITEMS} more")
     return "\n".join(shown)
+
+
+def render_webhook_group(
+    *, alerts: Sequence[Mapping[str, Any]], group_key: str, sent_at: datetime
+) -> dict[str, Any]:
+    """One notification for an aggregation group (route with a group_wait): every alert's
+    data as :func:`render_webhook` renders it, under ``data.alerts``."""
+    items = [render_webhook(alert=a, sent_at=sent_at)["data"] for a in alerts]
+    status = "firing" if any(i["status"] == "firing" for i in items) else "resolved"
+    return {
+        "type": "alert.group",
+        "timestamp": sent_at.isoformat(),
+        "data": {"status": status, "group_key": group_key, "count": len(items), "alerts": items},
+    }
+
+
+def render_slack_group(*, alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Slack body for a group: a summary line, then each alert's blocks (within Slack's
+    50-block limit)."""
+    blocks: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for alert in alerts:
+        single = render_slack(alert=alert)
+        texts.append(single["text"])
+        blocks.extend(single["blocks"])
+    summary = f"{len(alerts)} alerts: " + "; ".join(texts)
+    return {"text": _cut(summary, _SLACK_TEXT_MAX), "blocks": blocks[:50]}

@@ -48,6 +48,13 @@ class Route:
     group_interval: timedelta
     repeat_interval: timedelta
     routes: tuple[Route, ...]
+    # group_wait written in the YAML on this route or an ancestor (not only the default):
+    # only then are notifications held back and grouped.
+    group_wait_explicit: bool = False
+
+    @property
+    def groups_notifications(self) -> bool:
+        return self.group_wait_explicit and self.group_wait > timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +250,8 @@ def _resolve(
         group_interval=inherit(config.group_interval, "group_interval", DEFAULT_GROUP_INTERVAL),
         repeat_interval=inherit(config.repeat_interval, "repeat_interval", DEFAULT_REPEAT_INTERVAL),
         routes=(),
+        group_wait_explicit=config.group_wait is not None
+        or (parent.group_wait_explicit if parent else False),
     )
     children: list[Route] = []
     seen_keys: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,3 +97,28 @@ async def expire(*, conn: AsyncConnection, silence_id: str, now: datetime) -> Si
             .values(ends_at=now, starts_at=starts)
         )
     return await get(conn=conn, silence_id=silence_id)
+
+
+class SilenceCache:
+    """The silences that have not ended, kept in memory so deciding an alert costs no query.
+
+    Reloaded when older than ``refresh_seconds`` (silences written by another process take
+    effect within that time, like Alertmanager's gossiped silences) and at once after this
+    process creates or expires one (:meth:`invalidate`).
+    """
+
+    def __init__(self, *, refresh_seconds: float) -> None:
+        self._refresh = refresh_seconds
+        self._silences: list[Silence] = []
+        self._loaded_at: float | None = None
+
+    def invalidate(self) -> None:
+        self._loaded_at = None
+
+    async def active(self, *, conn: AsyncConnection, now: datetime) -> list[Silence]:
+        clock = time.monotonic()
+        if self._loaded_at is None or clock - self._loaded_at >= self._refresh:
+            rows = await conn.execute(select(silences).where(silences.c.ends_at > now))
+            self._silences = [_model(r) for r in rows]
+            self._loaded_at = clock
+        return [s for s in self._silences if s.starts_at <= now < s.ends_at]

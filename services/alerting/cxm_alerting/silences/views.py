@@ -25,6 +25,7 @@ async def create_silence(request: Request, body: SilenceIn) -> SilenceOut:
     now = datetime.now(UTC)
     async with request.app.state.engine.begin() as conn:
         silence = await service.create(conn=conn, body=body, now=now)
+    request.app.state.silence_cache.invalidate()
     return service.to_out(silence, now=now)
 
 
@@ -40,4 +41,5 @@ async def expire_silence(request: Request, silence_id: str) -> SilenceOut:
     now = datetime.now(UTC)
     async with request.app.state.engine.begin() as conn:
         silence = await service.expire(conn=conn, silence_id=silence_id, now=now)
+    request.app.state.silence_cache.invalidate()
     return service.to_out(silence, now=now)

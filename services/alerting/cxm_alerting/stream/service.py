@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cxm_alerting.models import stream_events, stream_heads
+from cxm_alerting.models import stream_events
+
+# One round trip: bump the team's head (row-locked until commit) and insert the event.
+_APPEND = text(
+    "WITH head AS (INSERT INTO alerting.stream_heads AS h (team, seq) VALUES (:team, 1)"
+    " ON CONFLICT (team) DO UPDATE SET seq = h.seq + 1 RETURNING seq)"
+    " INSERT INTO alerting.stream_events (team, seq, event, alert_id, data)"
+    " SELECT :team, seq, :event, :alert_id, :data FROM head RETURNING seq"
+).bindparams(bindparam("data", type_=JSONB))
 
 
 async def append_event(
@@ -21,16 +29,11 @@ async def append_event(
     The upsert row-locks the team's head until commit, so a concurrent writer waits and ids
     become visible strictly in order (a reader never sees 7 before 6 is committed).
     """
-    bump = (
-        insert(stream_heads)
-        .values(team=team, seq=1)
-        .on_conflict_do_update(index_elements=["team"], set_={"seq": stream_heads.c.seq + 1})
-        .returning(stream_heads.c.seq)
-    )
-    seq = (await conn.execute(bump)).scalar_one()
-    await conn.execute(
-        stream_events.insert().values(team=team, seq=seq, event=event, alert_id=alert_id, data=data)
-    )
+    seq = (
+        await conn.execute(
+            _APPEND, {"team": team, "event": event, "alert_id": alert_id, "data": data}
+        )
+    ).scalar_one()
     return int(seq)
 
 
