@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import orjson
 from fastapi import FastAPI, Request, Response
 
 from cxm_ingest.auth import RateLimiter, WriteKeys
@@ -18,7 +17,7 @@ from cxm_ingest.config import IngestSettings
 from cxm_ingest.errors import IngestError
 from cxm_ingest.events.models import SCHEMA
 from cxm_ingest.events.service import DedupStore, Publisher
-from cxm_ingest.events.views import Intake, build_router
+from cxm_ingest.events.views import DirectRoutes, Intake, build_router, error_response
 from cxm_shared.db import db_reachable, make_engine, migrate
 from cxm_shared.errors import DependencyUnavailable
 from cxm_shared.kafka import KafkaProbe, ensure_topics
@@ -101,15 +100,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> Response:
-        body = {"code": exc.code, "message": exc.message, "errors": exc.errors}
-        return Response(
-            orjson.dumps(body),
-            status_code=exc.status_code,
-            media_type="application/json",
-            headers=exc.headers,
-        )
+        return error_response(exc)
 
-    app.include_router(build_router(intake))
+    router, handlers = build_router(intake)
+    app.include_router(router)
+    app.add_middleware(DirectRoutes, handlers=handlers)
     app.include_router(
         health_router({"kafka": probe, "producer": producer_check, "postgres": database_check})
     )

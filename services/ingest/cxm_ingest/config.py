@@ -32,6 +32,13 @@ class IngestSettings(ServiceSettings):
         default=8001, ge=1, le=65535, validation_alias=AliasChoices("CXM_INGEST_PORT")
     )
 
+    # Processes serving the port (uvicorn workers). The service is stateless apart from its
+    # per-process producer and dedup writer, so it scales out by adding processes; 1 by default
+    # (one per core is the ceiling worth trying; see bench/results/ingest.json).
+    workers: int = Field(
+        default=1, ge=1, le=64, validation_alias=AliasChoices("CXM_INGEST_WORKERS")
+    )
+
     write_keys: SecretStr = SecretStr("")
 
     # Limits (bytes are measured after gzip decompression).

@@ -40,10 +40,17 @@ class Service:
     settings: IngestSettings
     topics: Topics
     touchpoints: Callable[[], Awaitable[list[tuple[bytes, Touchpoint]]]]
+    placed: Callable[[], Awaitable[list[tuple[int, Touchpoint]]]]  # (partition, touchpoint)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     """Every message on ``topic`` up to its current end (deterministic, no sleeps)."""
+    return [(k, v) for _, k, v in await read_partitions(bootstrap, topic)]
+
+
+async def read_partitions(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
+    """``(partition, key, value)`` of every message on ``topic`` up to its current end, in
+    offset order within each partition."""
     consumer = make_consumer(bootstrap, group_id=None)
     await consumer.start()
     try:
@@ -56,14 +63,14 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        out: list[tuple[bytes, bytes]] = []
+        out: list[tuple[int, bytes, bytes]] = []
         while True:
             positions = [await consumer.position(tp) for tp in ends]
             if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
                 break
             batch = await consumer.getmany(*partitions, timeout_ms=1000)
             for records in batch.values():
-                out.extend((r.key, r.value) for r in records)
+                out.extend((r.partition, r.key, r.value) for r in records)
         return out
     finally:
         await consumer.stop()
@@ -104,10 +111,14 @@ async def service(kafka_bootstrap: str, scratch_database: str) -> AsyncIterator[
         raw = await read_topic(kafka_bootstrap, topics.touchpoints)
         return [(k, decode(Touchpoint, v)) for k, v in raw]
 
+    async def placed() -> list[tuple[int, Touchpoint]]:
+        raw = await read_partitions(kafka_bootstrap, topics.touchpoints)
+        return [(p, decode(Touchpoint, v)) for p, _, v in raw]
+
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield Service(app, client, settings, topics, touchpoints)
+            yield Service(app, client, settings, topics, touchpoints, placed)
 
 
 @pytest.fixture

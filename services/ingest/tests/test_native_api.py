@@ -133,6 +133,29 @@ async def test_mixed_batch_gets_a_per_event_answer(service, web_auth) -> None:
     assert bad_nps["event_id"] not in on_topic and no_ids["event_id"] not in on_topic
 
 
+async def test_large_batch_lands_once_each_in_customer_order(service, web_auth) -> None:
+    """A big batch goes to Kafka as per-partition record batches, single events one by one:
+    either way every event lands once and one customer's events share a partition in order."""
+    customers = [f"u-big-{uuid.uuid4().hex[:8]}-{c}" for c in range(12)]
+    batch = [event(identifiers={"user_id": customers[i % 12]}) for i in range(60)]
+    r = await service.client.post("/v1/events/batch", json={"events": batch}, auth=web_auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 60
+    single = event(identifiers={"user_id": customers[0], "device_id": "kiosk"})
+    r = await service.client.post("/v1/events", json=single, auth=web_auth)
+    assert r.status_code == 200, r.text
+
+    sent = [e["event_id"] for e in batch] + [single["event_id"]]
+    landed = await service.placed()
+    ours = [(p, t) for p, t in landed if t.event_id in set(sent)]
+    assert sorted(t.event_id for _, t in ours) == sorted(sent)
+    for customer in customers:
+        mine = [(p, t.event_id) for p, t in ours if t.identifiers["user_id"] == customer]
+        assert len({p for p, _ in mine}) == 1, customer
+        expected = [e for e in sent if e in {i for _, i in mine}]
+        assert [i for _, i in mine] == expected
+
+
 async def test_all_rejected_batch_is_400(service, web_auth) -> None:
     r = await service.client.post(
         "/v1/events/batch", json={"events": [event(type="Bad Type")]}, auth=web_auth

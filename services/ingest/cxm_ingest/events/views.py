@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cxm_ingest import metrics
 from cxm_ingest.auth import RateLimiter, Source, WriteKeys, key_from_authorization
@@ -183,8 +185,53 @@ def _batch_events(body: Any, field: str, limit: int) -> list[Any]:
     return events
 
 
-def build_router(intake: Intake) -> APIRouter:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(exc: IngestError) -> Response:
+    body = {"code": exc.code, "message": exc.message, "errors": exc.errors}
+    return Response(
+        orjson.dumps(body),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
+    )
+
+
+class DirectRoutes:
+    """ASGI middleware that serves the ingest POST routes straight from their handlers.
+
+    FastAPI's routing, dependency solving and inner middleware cost ~40 us a request
+    (measured: 50 us vs 10 us for an empty handler), a fifth of a single-event request's
+    whole budget at the goal rate. The same handlers stay registered as FastAPI routes, so
+    the OpenAPI document and any method/path this does not match behave as before.
+    """
+
+    def __init__(self, app: ASGIApp, handlers: dict[str, Handler]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            handler = self.handlers.get(path)
+            if handler is not None:
+                try:
+                    response = await handler(Request(scope, receive))
+                except IngestError as exc:
+                    response = error_response(exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_router(intake: Intake) -> tuple[APIRouter, dict[str, Handler]]:
+    """The FastAPI router of the ingest routes and the same handlers by path."""
     router = APIRouter(tags=["ingest"])
+    handlers: dict[str, Handler] = {}
     settings = intake.settings
 
     def timed(route: str):  # type: ignore[no-untyped-def]
@@ -206,6 +253,7 @@ def build_router(intake: Intake) -> APIRouter:
 
             run.__name__ = handler.__name__
             run.__doc__ = handler.__doc__
+            handlers[route] = run
             return run
 
         return wrap
@@ -346,4 +394,4 @@ def build_router(intake: Intake) -> APIRouter:
             route, timed(route)(segment_batch), methods=["POST"], summary="Segment batch"
         )
 
-    return router
+    return router, handlers
