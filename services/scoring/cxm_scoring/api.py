@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from cxm_scoring.config import ScoringSettings
 from cxm_scoring.sentiment import warm_up
-from cxm_scoring.worker import create_faust_app, handoff_topic_name
+from cxm_scoring.worker import base_stats_topic_name, create_faust_app, handoff_topic_name
 from cxm_shared.kafka import KafkaProbe, ensure_topics
 from cxm_shared.streaming import hosted, worker_ready
 from cxm_shared.telemetry import health_router
@@ -32,6 +32,11 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
             settings.kafka_bootstrap,
             [
                 *topics.all_specs(partitions=settings.topic_partitions),
+                # The internal topics exist before faust subscribes: on a fresh cluster faust
+                # would otherwise ignore the missing hand-off topic and never assign it, so
+                # merges and erasures would not reach scoring state.
+                TopicSpec(handoff_topic_name(settings), settings.topic_partitions),
+                TopicSpec(base_stats_topic_name(settings), 1, compacted=True),
                 TopicSpec(Topics.dlq(handoff_topic_name(settings)), 1),
             ],
             replication=settings.topic_replication,

@@ -31,6 +31,8 @@ class ScoringSettings(ServiceSettings):
     # batch_within_s; offsets are acknowledged only once the whole batch is processed.
     batch_max_events: int = Field(default=2000, ge=1)
     batch_within_s: float = Field(default=0.05, gt=0)
+    # Outputs (snapshots, signals, changelog) wait this long to share produce requests.
+    producer_linger_s: float = Field(default=0.005, ge=0)
     # Decoded states kept in process (the table holds the serialised form for the changelog).
     state_cache_size: int = Field(default=100_000, ge=0)
     # Consumer group liveness: how soon a killed worker's partitions move to another one.

@@ -27,12 +27,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
+from faust.streams import _current_event
 from pydantic import ValidationError
 
 from cxm_scoring import metrics
@@ -42,6 +46,8 @@ from cxm_scoring.experience.base import partition_histogram, recompute_cuts
 from cxm_scoring.experience.model_config import load_bgnbd, load_segment_rules
 from cxm_scoring.experience.models import ExperienceState, Tombstone, load_entry
 from cxm_scoring.experience.service import (
+    Applied,
+    ReadOut,
     ScoringModel,
     apply_touchpoint,
     base_row,
@@ -57,6 +63,7 @@ from cxm_shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
+PRODUCER_BATCH_BYTES = 512 * 1024
 POISON = (ValidationError, ScoringDomainError, orjson.JSONDecodeError, KeyError, TypeError)
 
 
@@ -110,30 +117,65 @@ class Scorer:
             value_type=bytes,
         )
         self.base_by_partition: dict[int, dict[str, Any]] = {}
+        self._scores_name = self.scores.get_topic_name()
+        self._signals_name = self.signals.get_topic_name()
+        # customer key -> (bytes last written to the table, the state they encode)
+        self._states: dict[bytes, tuple[bytes, ExperienceState]] = {}
 
     # -- table access -------------------------------------------------------------------
 
     def load(self, key: bytes) -> ExperienceState | Tombstone | None:
+        """The entry under ``key``, decoded afresh from the table (safe to mutate)."""
         raw = self.table.get(key)
         return None if raw is None else load_entry(orjson.loads(raw))
+
+    def load_cached(self, key: bytes) -> ExperienceState | Tombstone | None:
+        """Like ``load``, but reuses the decoded state this process last wrote when the table
+        still holds exactly those bytes (the table stays the truth: a recovery, a rebalance or
+        any other writer changes the bytes and the cached object is ignored)."""
+        raw = self.table.get(key)
+        if raw is None:
+            return None
+        cached = self._states.get(key)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        return load_entry(orjson.loads(raw))
 
     def save(self, key: bytes, entry: ExperienceState | Tombstone) -> None:
         # Reassigned (never mutated in place) so the changelog sees every change.
         self.table[key] = orjson.dumps(entry.to_dict())
+        self._states.pop(key, None)
+
+    def save_cached(self, key: bytes, state: ExperienceState) -> None:
+        """``save``, keeping the decoded state for the next batch (the caller hands it over:
+        it is not mutated again unless reloaded through ``load_cached``)."""
+        raw = orjson.dumps(state.to_dict())
+        self.table[key] = raw
+        states = self._states
+        states.pop(key, None)
+        if self.settings.state_cache_size:
+            states[key] = (raw, state)
+            if len(states) > self.settings.state_cache_size:
+                del states[next(iter(states))]  # the least recently written
 
     # -- outputs --------------------------------------------------------------------------
 
-    async def publish_snapshot(self, state: ExperienceState) -> None:
-        snapshot = score_snapshot(state, model=self.model)
+    async def publish_snapshot(self, state: ExperienceState, view: ReadOut | None = None) -> None:
+        snapshot = score_snapshot(state, model=self.model, view=view)
         snapshot["updated_at"] = _iso(snapshot["updated_at"])
-        await self.scores.send(key=state.customer_id.encode(), value=orjson.dumps(snapshot))
+        await self._send(self._scores_name, state.customer_id.encode(), orjson.dumps(snapshot))
 
     async def publish_signals(self, customer_id: str, signals: list[dict[str, Any]]) -> None:
         for sig in signals:
             sig["occurred_at"] = _iso(sig["occurred_at"])
             sig["schema_version"] = 1
-            await self.signals.send(key=customer_id.encode(), value=orjson.dumps(sig))
+            await self._send(self._signals_name, customer_id.encode(), orjson.dumps(sig))
             metrics.SIGNALS.labels(sig["kind"]).inc()
+
+    async def _send(self, topic: str, key: bytes, value: bytes | None) -> None:
+        # Straight to faust's producer (the one flushed before every offset commit), without
+        # the per-message machinery of Topic.send: outputs are already bytes.
+        await self.app.producer.send(topic, key, value, None, None, None)
 
     async def dead_letter(self, event: faust.EventT, error: BaseException) -> None:
         msg = event.message
@@ -158,36 +200,111 @@ class Scorer:
 
     # -- touchpoints ------------------------------------------------------------------------
 
-    async def on_touchpoint(
-        self, touchpoint: ResolvedTouchpoint, *, customer_id: str, source: str, offset: int
+    async def on_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Score one batch of resolved touchpoints: per customer, in offset order, load the
+        state once, apply every event, publish the snapshot (latest) and the signals once,
+        write the table once. Offsets are acknowledged by the caller after this returns."""
+        groups: dict[str, list[tuple[faust.EventT, ResolvedTouchpoint]]] = {}
+        for event in events:
+            try:
+                touchpoint = ResolvedTouchpoint.model_validate_json(event.message.value)
+            except POISON as exc:
+                await self.dead_letter(event, exc)
+                continue
+            groups.setdefault(touchpoint.customer_id, []).append((event, touchpoint))
+        for customer_id, items in groups.items():
+            await self.score_customer(customer_id, items, kind="r")
+        now = time.time()
+        for event in events:
+            metrics.PROCESSING_LAG.observe(max(0.0, now - event.message.timestamp))
+
+    async def score_customer(
+        self,
+        customer_id: str,
+        items: list[tuple[faust.EventT, ResolvedTouchpoint]],
+        *,
+        kind: str,
     ) -> None:
+        """Apply ``items`` (events of one customer, one partition, offset order) to the state."""
         key = customer_id.encode()
-        entry = self.load(key)
-        if isinstance(entry, Tombstone):
-            if entry.erased:
-                metrics.EVENTS_SKIPPED.labels("erased").inc()
+        # Table writes go to the partition of the current event: make it this customer's.
+        token = _current_event.set(weakref.ref(items[-1][0]))
+        try:
+            entry = self.load_cached(key)
+            if isinstance(entry, Tombstone):
+                for _, touchpoint in items:
+                    await self._skip_tombstoned(entry, touchpoint)
                 return
-            assert entry.merged_into is not None
-            metrics.EVENTS_SKIPPED.labels("forwarded").inc()
-            body = {"op": "forward", "winner": entry.merged_into, "event": _dump(touchpoint)}
-            await self.handoff.send(key=entry.merged_into.encode(), value=orjson.dumps(body))
-            return
-        state = entry or ExperienceState(customer_id=customer_id)
-        applied = apply_touchpoint(
-            state, event=touchpoint, model=self.model, source=source, offset=offset
-        )
-        if applied is None:
-            metrics.EVENTS_SKIPPED.labels("duplicate").inc()
-            return
-        state.partition = int(source.rsplit(":", 1)[1])
-        self.save(key, state)
-        await self.publish_snapshot(state)
-        await self.publish_signals(customer_id, applied.signals)
-        metrics.EVENTS_SCORED.labels(metrics.type_label(touchpoint.type)).inc()
-        if applied.churn_risk is not None:
-            metrics.CHURN_RISK.observe(applied.churn_risk)
-        if applied.survey is not None:
-            self._roll(touchpoint, state, applied.survey)
+            state, outcomes = await self._apply_all(customer_id, entry, items, kind=kind)
+            if not outcomes:
+                return
+            state.partition = items[-1][0].message.partition
+            await self.publish_snapshot(state, outcomes[-1][1].view)
+            for _, done in outcomes:
+                await self.publish_signals(customer_id, done.signals)
+            self.save_cached(key, state)
+        except BaseException:
+            self._states.pop(key, None)  # the cached object may be half updated
+            raise
+        finally:
+            _current_event.reset(token)
+        self._count(state, outcomes)
+
+    def _count(
+        self, state: ExperienceState, outcomes: list[tuple[ResolvedTouchpoint, Applied]]
+    ) -> None:
+        scored: Counter[str] = Counter()
+        for touchpoint, applied in outcomes:
+            scored[metrics.type_label(touchpoint.type)] += 1
+            if applied.churn_risk is not None:
+                metrics.CHURN_RISK.observe(applied.churn_risk)
+            if applied.survey is not None:
+                self._roll(touchpoint, state, applied.survey)
+        for label, n in scored.items():
+            metrics.EVENTS_SCORED.labels(label).inc(n)
+
+    async def _apply_all(
+        self,
+        customer_id: str,
+        entry: ExperienceState | None,
+        items: list[tuple[faust.EventT, ResolvedTouchpoint]],
+        *,
+        kind: str,
+    ) -> tuple[ExperienceState, list[tuple[ResolvedTouchpoint, Applied]]]:
+        """Apply every item; a poison item is dead-lettered and the customer's batch redone
+        from the stored state without it (nothing of a poison event is left behind)."""
+        poison: set[int] = set()
+        while True:
+            state = entry or ExperienceState(customer_id=customer_id)
+            outcomes: list[tuple[ResolvedTouchpoint, Applied]] = []
+            duplicates = 0
+            i = 0
+            try:
+                for i, (event, touchpoint) in enumerate(items):
+                    if i in poison:
+                        continue
+                    msg = event.message
+                    applied = apply_touchpoint(
+                        state,
+                        event=touchpoint,
+                        model=self.model,
+                        source=source_key(kind, msg.partition),
+                        offset=msg.offset,
+                    )
+                    if applied is None:
+                        duplicates += 1
+                    else:
+                        outcomes.append((touchpoint, applied))
+            except POISON as exc:
+                poison.add(i)
+                await self.dead_letter(items[i][0], exc)
+                self._states.pop(customer_id.encode(), None)
+                loaded = self.load(customer_id.encode())
+                entry = loaded if isinstance(loaded, ExperienceState) else None
+                continue
+            if duplicates:
+                metrics.EVENTS_SKIPPED.labels("duplicate").inc(duplicates)
+            return state, outcomes
 
     def _roll(self, tp: ResolvedTouchpoint, state: ExperienceState, response: Any) -> None:
         self.rolling.add(dimension="channel", value=tp.channel, response=response)
@@ -199,15 +316,22 @@ class Scorer:
             value = f"{experiment['id']}:{experiment['variant']}"[:64]
             self.rolling.add(dimension="variant", value=value, response=response)
 
+    async def _skip_tombstoned(self, entry: Tombstone, touchpoint: ResolvedTouchpoint) -> None:
+        if entry.erased:
+            metrics.EVENTS_SKIPPED.labels("erased").inc()
+            return
+        assert entry.merged_into is not None
+        metrics.EVENTS_SKIPPED.labels("forwarded").inc()
+        body = {"op": "forward", "winner": entry.merged_into, "event": _dump(touchpoint)}
+        await self.handoff.send(key=entry.merged_into.encode(), value=orjson.dumps(body))
+
     # -- hand-over (merges, unmerges, erasures) ------------------------------------------------
 
-    async def on_handoff(self, body: dict[str, Any], *, source: str, offset: int) -> None:
+    async def on_handoff(self, body: dict[str, Any], *, event: faust.EventT) -> None:
         op = body["op"]
         if op == "forward":
             touchpoint = ResolvedTouchpoint.model_validate(body["event"])
-            await self.on_touchpoint(
-                touchpoint, customer_id=body["winner"], source=source, offset=offset
-            )
+            await self.score_customer(body["winner"], [(event, touchpoint)], kind="h")
         elif op == "export":
             await self._export(body["loser"], winner=body["winner"], merge_id=body["merge_id"])
         elif op == "import":
@@ -391,36 +515,28 @@ def create_faust_app(settings: ScoringSettings) -> faust.App:
         store=settings.table_store,
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        producer_linger=settings.producer_linger_s,
+        # A snapshot is ~1.5 kB: batches of 16 kB (the default) mean a request per ten.
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
     scorer = Scorer(app, settings)
     app.scorer = scorer  # type: ignore[attr-defined]
 
     @app.agent(scorer.resolved, concurrency=1, name="score_experience")
     async def score_experience(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            try:
-                touchpoint = ResolvedTouchpoint.model_validate_json(msg.value)
-                await scorer.on_touchpoint(
-                    touchpoint,
-                    customer_id=touchpoint.customer_id,
-                    source=source_key("r", msg.partition),
-                    offset=msg.offset,
-                )
-            except POISON as exc:
-                await scorer.dead_letter(event, exc)
-            metrics.PROCESSING_LAG.observe(max(0.0, time.time() - msg.timestamp))
+        # take_events acknowledges a batch's offsets only after the body has processed it.
+        within = settings.batch_within_s
+        async for events in stream.take_events(settings.batch_max_events, within=within):
+            await scorer.on_batch(events)
 
     @app.agent(scorer.handoff, concurrency=1, name="hand_over")
     async def hand_over(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                await scorer.on_handoff(
-                    orjson.loads(msg.value),
-                    source=source_key("h", msg.partition),
-                    offset=msg.offset,
-                )
+                await scorer.on_handoff(orjson.loads(msg.value), event=event)
             except POISON as exc:
                 await scorer.dead_letter(event, exc)
 

@@ -72,6 +72,7 @@ class Applied:
     signals: list[dict[str, Any]] = field(default_factory=list)
     survey: SurveyResponse | None = None
     churn_risk: float | None = None
+    view: ReadOut | None = None  # the read-out after the event (reused by the snapshot)
 
 
 def source_key(kind: str, partition: int) -> str:
@@ -286,6 +287,7 @@ def apply_touchpoint(
     risk = view.churn_score
     state.last_churn_risk = risk
     applied.churn_risk = risk
+    applied.view = view
     evidence = {"event_ids": [eid], "churn_risk": round(risk, 4), "reasons": view.reason_codes}
     if risk >= model.churn_high and (previous_risk is None or previous_risk < model.churn_high):
         sigs.append(
@@ -481,10 +483,17 @@ def _round(v: float | None, digits: int = 4) -> float | None:
     return None if v is None else round(v, digits)
 
 
-def score_snapshot(state: ExperienceState, *, model: ScoringModel) -> dict[str, Any]:
-    """The ``ScoreSnapshot`` of a state, as the JSON dict published on the scores topic."""
+def score_snapshot(
+    state: ExperienceState, *, model: ScoringModel, view: ReadOut | None = None
+) -> dict[str, Any]:
+    """The ``ScoreSnapshot`` of a state, as the JSON dict published on the scores topic.
+
+    ``view``: the state's read-out under ``model`` when the caller has it already (the one
+    ``apply_touchpoint`` computed for the state's last event), so it is not computed twice.
+    """
     as_of = state.last_event_at or 0.0
-    view = read_out(state, model=model)
+    if view is None:
+        view = read_out(state, model=model)
     survey = state.survey
     life = lifetime_summary(survey)
     window = window_summary(survey, as_of=as_of)

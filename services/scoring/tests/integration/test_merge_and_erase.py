@@ -157,3 +157,51 @@ async def test_merge_combines_states_then_forwarding_and_erasure(
         await publish(topics.touchpoints_resolved, "marker", tp("marker", "m", "page_view", 60))
         scores = await read_until(topics.scores, lambda r: latest(r, "marker") is not None)
         assert latest(scores, winner) is None
+
+
+async def test_unmerge_restores_the_loser_as_it_was_at_the_merge(
+    scoring_settings, run_scoring, publish, read_until, topics: Topics
+) -> None:
+    winner, loser = customers_on_different_partitions(scoring_settings.topic_partitions)
+    w_event = tp(winner, "uw1", "survey_response", 0, nps=10)
+    l_events = [
+        tp(loser, "ul1", "survey_response", 1, nps=1),
+        tp(loser, "ul2", "purchase", 2, amount=30.0, items=[{"category": "tea", "quantity": 1}]),
+    ]
+    merge = IdentityChange(
+        kind="merged",
+        merge_id="m-u",
+        winner_id=winner,
+        loser_id=loser,
+        reason="shared_identifier:email",
+        occurred_at=T0 + timedelta(hours=5),
+    )
+    async with run_scoring(scoring_settings):
+        for e in [w_event, *l_events]:
+            await publish(topics.touchpoints_resolved, e.customer_id, e)
+
+        def snap(records, customer: str) -> ScoreSnapshot | None:
+            value = latest(records, customer)
+            return None if value is None else decode(ScoreSnapshot, value)
+
+        def applied(records, customer: str) -> int | None:
+            s = snap(records, customer)
+            return None if s is None else s.events_applied
+
+        scores = await read_until(
+            topics.scores, lambda r: applied(r, winner) == 1 and applied(r, loser) == 2
+        )
+        before = snap(scores, loser)
+        await publish(topics.identity_merges, winner, merge)
+        await read_until(topics.scores, lambda r: applied(r, winner) == 3)
+
+        unmerge = merge.model_copy(update={"kind": "unmerged"})
+        await publish(topics.identity_merges, winner, unmerge)
+        scores = await read_until(topics.scores, lambda r: applied(r, loser) == 2)
+        # The loser is back with exactly the state it had when it was merged away ...
+        assert snap(scores, loser) == before
+        # ... and is scored on its own again.
+        await publish(topics.touchpoints_resolved, loser, tp(loser, "ul3", "page_view", 9))
+        scores = await read_until(topics.scores, lambda r: applied(r, loser) == 3)
+        # Documented limit: what was combined stays with the winner (aggregates cannot be split).
+        assert applied(scores, winner) == 3

@@ -67,13 +67,32 @@ def build_events(seed: int = 7) -> list[ResolvedTouchpoint]:
     return events
 
 
+def scored(records) -> int:
+    """Events applied over all customers, from each customer's latest snapshot."""
+    last = {}
+    for k, v in records:
+        last[k] = v
+    return sum(decode(ScoreSnapshot, v).events_applied for v in last.values() if v is not None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_worker(settings, port: int, log: Path) -> subprocess.Popen:
+# The worker's own entry point, run once a line arrives on stdin. Imports and the sentiment
+# analysers (most of a cold start on this machine) are loaded before that, so both workers
+# can be spawned at the start of the test; the restarted one still starts its faust app,
+# recovers its table from the changelog and joins the group only after the kill.
+GATED_MAIN = (
+    "import sys; import cxm_scoring.api; from cxm_scoring.sentiment import warm_up; "
+    "warm_up(); sys.stdin.readline(); from cxm_scoring.__main__ import main; main()"
+)
+
+
+def spawn_worker(settings, port: int, log: Path) -> subprocess.Popen:
+    """A worker process, loaded and waiting for ``go(proc)`` to start serving."""
     env = {
         **os.environ,
         "CXM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -83,11 +102,25 @@ def start_worker(settings, port: int, log: Path) -> subprocess.Popen:
         "CXM_SCORING_TABLE_STORE": "memory://",
         "CXM_DATA_DIR": settings.data_dir,
         "CXM_LOG_LEVEL": "WARNING",
+        # The restarted worker gets the killed one's partitions once its session expires:
+        # 6 s (the broker's minimum) instead of the production 60 s.
+        "CXM_BROKER_SESSION_TIMEOUT_S": "6",
+        "CXM_BROKER_HEARTBEAT_INTERVAL_S": "1",
     }
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "cxm_scoring"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-c", GATED_MAIN],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
+
+
+def go(proc: subprocess.Popen) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
 
 
 async def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -109,22 +142,30 @@ async def test_kill_9_mid_stream_then_restart_equals_recomputation(
 ) -> None:
     events = build_events()
     log = tmp_path / "worker.log"
-    port = free_port()
-    proc = start_worker(scoring_settings, port, log)
+    port, restart_port = free_port(), free_port()
+    proc = first = spawn_worker(scoring_settings, port, log)
+    restarted = spawn_worker(scoring_settings, restart_port, log)
     try:
+        go(proc)
         await wait_ready(port, proc)
-        for e in events:
-            await publish(topics.touchpoints_resolved, e.customer_id, e)
-        # Kill once part of the stream is scored, with the rest still in flight.
-        await read_until(topics.scores, lambda r: len(r) >= EVENTS // 3, timeout=90)
+
+        async def publish_all() -> None:
+            for e in events:
+                await publish(topics.touchpoints_resolved, e.customer_id, e)
+                await asyncio.sleep(0.002)  # a stream, not one burst: the kill lands inside it
+
+        publisher = asyncio.create_task(publish_all())
+        # Kill once a third of the stream is scored, while the rest is still being published.
+        await read_until(topics.scores, lambda r: scored(r) >= EVENTS // 3, timeout=90)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        mid = len(await read_until(topics.scores, lambda r: True))
-        assert mid < EVENTS, "the worker finished before it was killed: not mid-stream"
+        assert not publisher.done(), "the stream ended before the kill: not mid-stream"
+        await publisher
+        assert scored(await read_until(topics.scores, lambda r: True)) < EVENTS
 
-        port = free_port()
-        proc = start_worker(scoring_settings, port, log)
-        await wait_ready(port, proc)
+        proc = restarted
+        go(proc)
+        await wait_ready(restart_port, proc)
 
         model = ScoringModel(bgnbd=DEFAULT_BGNBD, rules=load_segment_rules(None))
         expected: dict[str, ExperienceState] = {}
@@ -148,9 +189,12 @@ async def test_kill_9_mid_stream_then_restart_equals_recomputation(
             want = ScoreSnapshot.model_validate(score_snapshot(state, model=model))
             assert last[customer] == want, customer
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for p in (first, restarted):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            if p.stdin is not None:
+                p.stdin.close()
