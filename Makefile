@@ -32,6 +32,21 @@ down: ## stop the services, Kafka and PostgreSQL
 status: ## what is running
 	@bash deploy/local/stack.sh status
 
+# A modest run that finishes in a couple of minutes; override e.g.
+#   make demo DEMO_CUSTOMERS=2000 DEMO_WEEKS=8 DEMO_ARGS="--rate 500"
+DEMO_CUSTOMERS ?= 200
+DEMO_WEEKS ?= 6
+DEMO_SEED ?= 7
+DEMO_ARGS ?=
+
+.PHONY: demo
+demo: sync ## drive simulated customer journeys into the running platform (make up first)
+	@$(PY) -m cxm_sim --customers $(DEMO_CUSTOMERS) --weeks $(DEMO_WEEKS) --seed $(DEMO_SEED) \
+	  --ingest-url http://127.0.0.1:$${CXM_INGEST_PORT:-8001} \
+	  --profile-url http://127.0.0.1:$${CXM_PROFILE_PORT:-8002} \
+	  --scoring-url http://127.0.0.1:$${CXM_SCORING_PORT:-8003} \
+	  --alerting-url http://127.0.0.1:$${CXM_ALERTING_PORT:-8004} $(DEMO_ARGS)
+
 .PHONY: test
 test: ## install what is missing and run the whole suite against the real Kafka and PostgreSQL
 	@bash deploy/local/test.sh $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY shared ./shared
 COPY services ./services
+COPY tools ./tools
 RUN uv sync --frozen --no-dev --all-packages
 
 FROM python:3.11-slim-bookworm

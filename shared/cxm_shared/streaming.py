@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import mode
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,29 @@ def make_faust_app(
         "table_standby_replicas": 0,
         "stream_wait_empty": True,
         "autodiscover": False,
+        # An agent that raises crashes the whole worker instead of being restarted in place:
+        # the process exits (see hosted()), nothing past the last committed offset is lost,
+        # and /readyz cannot stay green over an agent failing on every message. Bad input is
+        # dead-lettered inside the agents and never raises.
+        "agent_supervisor": mode.CrashingSupervisor,
     }
     options.update(overrides)
+    # faust creates only the last level of its data directory
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)
+
+
+def attach_prometheus_sensors(app: faust.App, *, name_prefix: str) -> CollectorRegistry:
+    """faust's own sensors (messages in/out, table operations, commit and send latency,
+    rebalances, partition offsets) as Prometheus metrics named ``<name_prefix>_...``.
+
+    They go into a registry of the app's own, served beside the global one by
+    :func:`cxm_shared.telemetry.health_router` (``extra_registries``): a process may build
+    several faust apps (tests do), and the global registry refuses duplicate names.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, name_prefix))
+    return registry
 
 
 @asynccontextmanager

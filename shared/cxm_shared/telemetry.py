@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -30,9 +30,13 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
 
 
 def health_router(
-    checks: Mapping[str, ReadinessCheck], *, registry: CollectorRegistry = REGISTRY
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    extra_registries: Sequence[CollectorRegistry] = (),
 ) -> APIRouter:
-    """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``."""
+    """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``
+    (the global registry plus ``extra_registries``, e.g. a faust app's own sensors)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process is up")
@@ -52,6 +56,7 @@ def health_router(
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = b"".join(generate_latest(r) for r in (registry, *extra_registries))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from cxm_shared.kafka import ensure_topics, make_producer
-from cxm_shared.streaming import hosted, make_faust_app, worker_ready
+from cxm_shared.streaming import attach_prometheus_sensors, hosted, make_faust_app, worker_ready
 from cxm_shared.topics import Topics, TopicSpec
 
 pytestmark = pytest.mark.integration
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 def build_counter(*, app_id: str, source: str, bootstrap: str, datadir: Path):
     app = make_faust_app(app_id, bootstrap=bootstrap, datadir=datadir, partitions=2)
+    sensors = attach_prometheus_sensors(app, name_prefix="smoke_faust")
     words = app.topic(source, key_serializer="raw", value_serializer="json", partitions=2)
     word_counts = app.Table("word_counts", default=int, partitions=2)
     seen: list[str] = []
@@ -28,7 +29,7 @@ def build_counter(*, app_id: str, source: str, bootstrap: str, datadir: Path):
             word_counts[word] += 1
             seen.append(word)
 
-    return app, word_counts, seen
+    return app, word_counts, seen, sensors
 
 
 async def send_words(bootstrap: str, topic: str, words: list[str]) -> None:
@@ -56,7 +57,7 @@ async def test_table_values_survive_a_worker_restart(
     await ensure_topics(kafka_bootstrap, [TopicSpec(source, partitions=2)])
     first = ["apple", "banana", "apple", "cherry", "apple", "banana"]
 
-    app, counts, seen = build_counter(
+    app, counts, seen, sensors = build_counter(
         app_id=app_id, source=source, bootstrap=kafka_bootstrap, datadir=tmp_path / "one"
     )
     async with hosted(app):
@@ -64,6 +65,14 @@ async def test_table_values_survive_a_worker_restart(
         await send_words(kafka_bootstrap, source, first)
         await wait_for(lambda: len(seen) == len(first), what="first batch processed")
         assert dict(counts.items()) == dict(Counter(first))
+        # faust's own sensors, as Prometheus metrics: every word received, every table write
+        received = sensors.get_sample_value("smoke_faust_messages_received_total") or 0
+        assert received >= len(first)
+        writes = sensors.get_sample_value(
+            "smoke_faust_table_operations_total",
+            {"table": f"table.{counts.name}", "operation": "keys_updated"},
+        )
+        assert writes is not None and writes >= len(first)
 
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
@@ -73,7 +82,7 @@ async def test_table_values_survive_a_worker_restart(
         await admin.close()
 
     # A new worker with an empty local store: the table comes back from the changelog.
-    app2, counts2, seen2 = build_counter(
+    app2, counts2, seen2, _ = build_counter(
         app_id=app_id, source=source, bootstrap=kafka_bootstrap, datadir=tmp_path / "two"
     )
     async with hosted(app2):

@@ -21,7 +21,7 @@ from cxm_profile.stream.outbox import OutboxRelay
 from cxm_profile.worker import create_faust_app
 from cxm_shared.db import db_reachable, make_engine, migrate
 from cxm_shared.kafka import KafkaProbe, ensure_topics, make_producer
-from cxm_shared.streaming import hosted, worker_ready
+from cxm_shared.streaming import attach_prometheus_sensors, hosted, worker_ready
 from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics
 
@@ -40,6 +40,7 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     database_url = settings.database_url.get_secret_value()
     engine = make_engine(database_url, pool_size=settings.db_pool_size)
     faust_app = create_faust_app(settings)
+    faust_registry = attach_prometheus_sensors(faust_app, name_prefix="cxm_profile_faust")
     pipeline = Pipeline(settings=settings, engine=engine, topics=topics)
     register_agents(faust_app, pipeline)
     outbox = OutboxRelay(engine=engine, interval=settings.outbox_interval_seconds)
@@ -89,7 +90,10 @@ def create_app(settings: ProfileSettings | None = None) -> FastAPI:
     app.state.outbox = outbox
     app.state.api_tokens = settings.api_token_list()
     app.include_router(
-        health_router({"kafka": probe, "postgres": database_check, "worker": worker_check})
+        health_router(
+            {"kafka": probe, "postgres": database_check, "worker": worker_check},
+            extra_registries=[faust_registry],
+        )
     )
     app.include_router(profiles_router)
 

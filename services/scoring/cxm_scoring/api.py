@@ -12,7 +12,7 @@ from cxm_scoring.config import ScoringSettings
 from cxm_scoring.sentiment import warm_up
 from cxm_scoring.worker import base_stats_topic_name, create_faust_app, handoff_topic_name
 from cxm_shared.kafka import KafkaProbe, ensure_topics
-from cxm_shared.streaming import hosted, worker_ready
+from cxm_shared.streaming import attach_prometheus_sensors, hosted, worker_ready
 from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics, TopicSpec
 
@@ -22,6 +22,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     topics = Topics(prefix=settings.topic_prefix)
     probe = KafkaProbe(settings.kafka_bootstrap)
     faust_app = create_faust_app(settings)
+    faust_registry = attach_prometheus_sensors(faust_app, name_prefix="cxm_scoring_faust")
 
     async def worker_check() -> bool:
         return worker_ready(faust_app)
@@ -50,5 +51,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     app = FastAPI(title="CXM scoring", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.faust = faust_app
-    app.include_router(health_router({"kafka": probe, "worker": worker_check}))
+    app.include_router(
+        health_router({"kafka": probe, "worker": worker_check}, extra_registries=[faust_registry])
+    )
     return app
