@@ -31,12 +31,9 @@ import httpx
 import pytest
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from cxm_shared.testing.infra import REPO_ROOT
+from cxm_shared.testing.infra import REPO_ROOT, fresh_database
 
 SERVICES = ("ingest", "profile", "scoring", "alerting")
 WRITE_KEY = "dev-write-key"
@@ -296,16 +293,8 @@ async def _drop_topics(bootstrap: str, prefix: str) -> None:
 async def stack_database(postgres_url: str) -> AsyncIterator[str]:
     """A fresh database for the module's platform (the ``database_url`` fixture is per test;
     one platform serves every test of a module)."""
-    name = f"cxm_e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    async with fresh_database(postgres_url, prefix="cxm_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,12 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 from fastapi import FastAPI
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from cxm_ingest.api import create_app
 from cxm_ingest.config import IngestSettings, hash_write_key
 from cxm_shared.events import Touchpoint, decode
 from cxm_shared.kafka import make_consumer
+from cxm_shared.testing.infra import fresh_database
 from cxm_shared.topics import Topics
 
 WEB_KEY = "test-web-key"
@@ -78,16 +76,8 @@ async def read_partitions(bootstrap: str, topic: str) -> list[tuple[int, bytes, 
 
 @pytest_asyncio.fixture(scope="module")
 async def scratch_database(postgres_url: str) -> AsyncIterator[str]:
-    name = f"cxm_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    async with fresh_database(postgres_url, prefix="cxm_test") as url:
+        yield url
 
 
 def make_settings(bootstrap: str, database_url: str, prefix: str, **extra: Any) -> IngestSettings:

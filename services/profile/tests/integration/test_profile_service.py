@@ -17,7 +17,6 @@ import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cxm_profile.api import create_app
@@ -32,6 +31,7 @@ from cxm_shared.events import (
     encode,
 )
 from cxm_shared.kafka import make_consumer, make_producer
+from cxm_shared.testing.infra import fresh_database
 from cxm_shared.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -117,16 +117,8 @@ def touchpoint(
 
 @pytest.fixture(scope="module")
 async def module_db(postgres_url: str) -> AsyncIterator[str]:
-    name = f"cxm_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    async with fresh_database(postgres_url, prefix="cxm_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
