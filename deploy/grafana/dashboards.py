@@ -110,6 +110,12 @@ ROLLING = (
     "Rolling over the last 1000 survey answers per value, as each scoring worker sees its "
     "customers (mean across workers)."
 )
+SENTIMENT = "cxm_scoring_feedback_sentiment_total"
+SEGMENT_COUNT = (
+    "Each scoring worker counts the customers of the partitions it owns (summed here); kept "
+    "up to date as customers enter and exit segments and recounted at every base-statistics "
+    "tick, so approximate for a moment after a rebalance or restart."
+)
 
 CX_OVERVIEW = Dashboard(
     uid="cxm-cx-overview",
@@ -252,6 +258,41 @@ CX_OVERVIEW = Dashboard(
                     ),
                     width=12,
                 ),
+                P(
+                    "Feedback sentiment",
+                    (
+                        q(
+                            f"sum by (language, label) (increase({SENTIMENT}[$__range]))"
+                            " / ignoring (label) group_left"
+                            f" sum by (language) (increase({SENTIMENT}[$__range]))",
+                            "{{language}} {{label}}",
+                            instant=True,
+                        ),
+                    ),
+                    unit="percentunit",
+                    kind="bargauge",
+                    description="Share of analysed free texts (survey comments, feedback, "
+                    "reviews, support notes) per sentiment label, by the language of the "
+                    "lexicon that scored them (ja, en).",
+                    width=12,
+                    minimum=0,
+                    maximum=1,
+                ),
+                P(
+                    "Negative share of feedback by language",
+                    (
+                        q(
+                            f'sum by (language) (rate({SENTIMENT}{{label="negative"}}'
+                            "[$__rate_interval])) / sum by (language) "
+                            f"(rate({SENTIMENT}[$__rate_interval]))",
+                            "{{language}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                    width=12,
+                    minimum=0,
+                    maximum=1,
+                ),
             ),
         ),
         Row(
@@ -284,6 +325,32 @@ CX_OVERVIEW = Dashboard(
                         ),
                     ),
                     width=10,
+                ),
+                P(
+                    "Customers per RFM segment",
+                    (
+                        q(
+                            'sum by (segment) (cxm_scoring_customers{segment=~"rfm:.*"})',
+                            "{{segment}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description=SEGMENT_COUNT,
+                    width=12,
+                    decimals=0,
+                ),
+                P(
+                    "Customers per segment over time",
+                    (
+                        q(
+                            'sum by (segment) (cxm_scoring_customers{segment=~"$segment"})',
+                            "{{segment}}",
+                        ),
+                    ),
+                    description=SEGMENT_COUNT,
+                    width=12,
+                    decimals=0,
                 ),
             ),
         ),

@@ -620,6 +620,12 @@ TRAFFIC_SHOWS = {
     "acknowledgement SLA breaches": "sum(cxm_alerting_sla_breaches_total) > 0",
     "alert deliveries given up": "sum(cxm_alerting_deliveries_given_up_total) > 0",
     "consumer lag figures": "count(cxm_kafka_consumer_lag_messages) > 0",
+    "customers counted in RFM segments": 'sum(cxm_scoring_customers{segment=~"rfm:.*"}) > 0',
+    "comments analysed in English and Japanese": (
+        "count(count by (language) (cxm_scoring_feedback_sentiment_total)) == 2"
+    ),
+    "negative comments": 'sum(cxm_scoring_feedback_sentiment_total{label="negative"}) > 0',
+    "positive comments": 'sum(cxm_scoring_feedback_sentiment_total{label="positive"}) > 0',
 }
 
 

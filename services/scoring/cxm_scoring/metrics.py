@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -41,6 +42,20 @@ NPS = Gauge("cxm_scoring_nps", "Rolling NPS (-100..100)", ["dimension", "value"]
 CSAT_MEAN = Gauge("cxm_scoring_csat_mean", "Rolling CSAT mean (1-5)", ["dimension", "value"])
 CSAT_TOP2 = Gauge("cxm_scoring_csat_top2_share", "Rolling CSAT top-2-box", ["dimension", "value"])
 CES_MEAN = Gauge("cxm_scoring_ces_mean", "Rolling CES mean (1-5)", ["dimension", "value"])
+SEGMENT_CUSTOMERS = Gauge(
+    "cxm_scoring_customers",
+    "Customers per segment (RFM 'rfm:<name>' and rule segments) among the customers of the "
+    "partitions this worker owns: sum across workers. Updated as customers enter and exit "
+    "segments, recounted from the table at every base-statistics tick; approximate between a "
+    "rebalance or restart and the next recount.",
+    ["segment"],
+)
+FEEDBACK_SENTIMENT = Counter(
+    "cxm_scoring_feedback_sentiment_total",
+    "Free texts (survey comments, feedback, reviews, support notes) analysed, by the language "
+    "of the lexicon used and the sentiment label",
+    ["language", "label"],
+)
 
 KNOWN_TYPES = frozenset(
     {
@@ -108,3 +123,41 @@ class RollingSurveyAggregates:
             CSAT_TOP2.labels(dimension, value).set(totals.csat.top2_share or 0.0)
         if totals.ces.mean is not None:
             CES_MEAN.labels(dimension, value).set(totals.ces.mean)
+
+
+class SegmentCounts:
+    """Customers per segment over this worker's partitions, exported as ``SEGMENT_CUSTOMERS``.
+
+    ``change`` follows each customer's segments as a batch moves them; ``reset`` replaces the
+    counts with a recount of the table (the base-statistics timer), which also drops the
+    customers of partitions revoked by a rebalance and adds those recovered after a restart.
+    Segment names come from the configured rules and the fixed RFM segments; at most
+    ``max_values`` are tracked all the same."""
+
+    def __init__(self, *, max_values: int = 100) -> None:
+        self._max_values = max_values
+        self._counts: dict[str, int] = {}
+
+    def change(self, before: Iterable[str], after: Iterable[str]) -> None:
+        old, new = set(before), set(after)
+        for name in new - old:
+            self._add(name, 1)
+        for name in old - new:
+            self._add(name, -1)
+
+    def reset(self, counts: Mapping[str, int]) -> None:
+        for name in set(self._counts) | set(counts):
+            self._set(name, counts.get(name, 0))
+
+    def count(self, name: str) -> int:
+        return self._counts.get(name, 0)
+
+    def _add(self, name: str, n: int) -> None:
+        self._set(name, self._counts.get(name, 0) + n)
+
+    def _set(self, name: str, value: int) -> None:
+        if name not in self._counts and len(self._counts) >= self._max_values:
+            return
+        value = max(0, value)  # a customer this process had not counted yet (before a recount)
+        self._counts[name] = value
+        SEGMENT_CUSTOMERS.labels(name).set(value)

@@ -15,7 +15,8 @@ Topics and agents:
   (documented limit: what the loser did while merged stays with the winner, aggregates cannot
   be split back).
 - a timer publishing per-partition base statistics, and a reader of those, for decile and RFM
-  cut points against the whole base (see ``cxm_scoring.experience.base``).
+  cut points against the whole base (see ``cxm_scoring.experience.base``); the same pass
+  recounts customers per segment for ``cxm_scoring_customers``.
 
 Poison messages (undecodable, invalid scores or amounts) go to ``<topic>.dlq``; anything else
 raised crashes the worker so Kafka redelivers (idempotency makes the redelivery harmless).
@@ -93,6 +94,7 @@ class Scorer:
             churn_rising_delta=settings.churn_rising_delta,
         )
         self.rolling = metrics.RollingSurveyAggregates()
+        self.segment_counts = metrics.SegmentCounts()
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         n = settings.topic_partitions
         self.resolved = app.topic(self.topics.touchpoints_resolved, **raw)
@@ -235,6 +237,7 @@ class Scorer:
                 for _, touchpoint in items:
                     await self._skip_tombstoned(entry, touchpoint)
                 return
+            before = list(entry.segments) if entry is not None else []
             state, outcomes = await self._apply_all(customer_id, entry, items, kind=kind)
             if not outcomes:
                 return
@@ -249,19 +252,26 @@ class Scorer:
         finally:
             _current_event.reset(token)
         self._count(state, outcomes)
+        self.segment_counts.change(before, state.segments)
 
     def _count(
         self, state: ExperienceState, outcomes: list[tuple[ResolvedTouchpoint, Applied]]
     ) -> None:
         scored: Counter[str] = Counter()
+        sentiments: Counter[tuple[str, str]] = Counter()
         for touchpoint, applied in outcomes:
             scored[metrics.type_label(touchpoint.type)] += 1
             if applied.churn_risk is not None:
                 metrics.CHURN_RISK.observe(applied.churn_risk)
             if applied.survey is not None:
                 self._roll(touchpoint, state, applied.survey)
+            if applied.sentiment is not None:
+                language, label = applied.sentiment.language, applied.sentiment.label
+                sentiments[language.value, label.value] += 1
         for label, n in scored.items():
             metrics.EVENTS_SCORED.labels(label).inc(n)
+        for (language, label), n in sentiments.items():
+            metrics.FEEDBACK_SENTIMENT.labels(language, label).inc(n)
 
     async def _apply_all(
         self,
@@ -357,6 +367,8 @@ class Scorer:
                 loser.encode(),
                 Tombstone(merged_into=winner, merge_id=merge_id, exported=exported),
             )
+            if entry is not None:
+                self.segment_counts.change(entry.segments, ())
             await self.scores.send(key=loser.encode(), value=None)
         body = {
             "op": "import",
@@ -383,10 +395,12 @@ class Scorer:
         state = entry or ExperienceState(customer_id=winner)
         if any(m[0] == merge_id for m in state.merged_from):
             return
+        before = list(state.segments)
         if data is not None:
             state = merge_states(state, ExperienceState.from_dict(data))
         state.merged_from = [*state.merged_from, [merge_id, loser]]
         self.save(key, state)
+        self.segment_counts.change(before, state.segments)
         metrics.IDENTITY_CHANGES.labels("merged").inc()
         await self.publish_snapshot(state)
 
@@ -398,6 +412,8 @@ class Scorer:
         self.save(key, Tombstone(erased=True))
         await self.scores.send(key=key, value=None)
         metrics.IDENTITY_CHANGES.labels("erased").inc()
+        if isinstance(entry, ExperienceState):
+            self.segment_counts.change(entry.segments, ())
         if isinstance(entry, ExperienceState):
             # Customers merged into this one left a tombstone holding their old state.
             for _, loser in entry.merged_from:
@@ -412,6 +428,7 @@ class Scorer:
         if entry.exported is not None:
             state = ExperienceState.from_dict(entry.exported)
             self.save(key, state)
+            self.segment_counts.change((), state.segments)
             await self.publish_snapshot(state)
         else:
             self.table.pop(key, None)
@@ -426,14 +443,19 @@ class Scorer:
             if tp.topic == self.topics.touchpoints_resolved
         }
         rows: dict[int, list[tuple[float, int, int]]] = {p: [] for p in assigned}
+        segments: Counter[str] = Counter()
         for i, raw in enumerate(self.table.values()):
             if i % 5000 == 4999:
                 await asyncio.sleep(0)
             entry = load_entry(orjson.loads(raw))
             if isinstance(entry, ExperienceState) and entry.partition in rows:
+                segments.update(entry.segments)
                 row = base_row(entry)
                 if row is not None:
                     rows[entry.partition].append(row)
+        # Customers per segment over the partitions this worker owns now (the incremental
+        # counts drift across rebalances and restarts; this recount sets them right).
+        self.segment_counts.reset(segments)
         producer = self.app.producer
         for partition, partition_rows in rows.items():
             value = orjson.dumps(partition_histogram(partition_rows))

@@ -40,7 +40,7 @@ from cxm_scoring.experience.models import (
     SENTIMENT_WINDOW_S,
     ExperienceState,
 )
-from cxm_scoring.sentiment import SentimentLabel, analyze
+from cxm_scoring.sentiment import Sentiment, SentimentLabel, analyze
 from cxm_shared.events import ResolvedTouchpoint
 
 TEXT_EVENT_TYPES = frozenset({"survey_response", "feedback", "review", "support_contact"})
@@ -72,6 +72,7 @@ class Applied:
     signals: list[dict[str, Any]] = field(default_factory=list)
     survey: SurveyResponse | None = None
     churn_risk: float | None = None
+    sentiment: Sentiment | None = None  # of the event's free text, when it had one
     view: ReadOut | None = None  # the read-out after the event (reused by the snapshot)
 
 
@@ -258,6 +259,7 @@ def apply_touchpoint(
     if text is not None:
         locale = event.context.get("locale")
         sentiment = analyze(text, locale=locale if isinstance(locale, str) else None)
+        applied.sentiment = sentiment
         insort(state.sentiment, [at, sentiment.score])
         _trim_sentiment(state.sentiment)
         if sentiment.label is SentimentLabel.NEGATIVE:

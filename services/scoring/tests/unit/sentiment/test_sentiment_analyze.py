@@ -121,3 +121,11 @@ def test_concurrent_calls_agree_with_sequential_ones() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(analyze, texts))
     assert concurrent == sequential
+
+
+def test_english_negation_does_not_cross_a_full_stop() -> None:
+    # VADER alone reads "never called back. Terrible." as negated praise (+0.41).
+    from cxm_scoring.sentiment import SentimentLabel, analyze
+
+    text = "The delivery was late again and support never called back. Terrible."
+    assert analyze(text, locale="en-US").label is SentimentLabel.NEGATIVE
