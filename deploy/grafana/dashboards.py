@@ -606,6 +606,13 @@ PIPELINE = Dashboard(
             "Latency through the pipeline",
             (
                 P(
+                    "End to end: HTTP accept -> scored",
+                    quantiles("cxm_scoring_end_to_end_seconds"),
+                    unit="s",
+                    description="From the ingest's 2xx (the touchpoint's received_at) through "
+                    "identity resolution to its scoring.",
+                ),
+                P(
                     "Resolved -> scored (scoring processing lag)",
                     quantiles("cxm_scoring_processing_lag_seconds"),
                     unit="s",

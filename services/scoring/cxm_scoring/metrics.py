@@ -35,6 +35,11 @@ PROCESSING_LAG = Histogram(
     "Time from the touchpoint's append to the resolved topic to its scoring",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+END_TO_END = Histogram(
+    "cxm_scoring_end_to_end_seconds",
+    "Time from the ingest's HTTP accept (the touchpoint's received_at) to its scoring",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
 BASE_CUSTOMERS = Gauge(
     "cxm_scoring_base_customers", "Purchasing customers behind the current cut points"
 )

@@ -219,6 +219,10 @@ class Scorer:
         now = time.time()
         for event in events:
             metrics.PROCESSING_LAG.observe(max(0.0, now - event.message.timestamp))
+        for items in groups.values():
+            for _, touchpoint in items:
+                accepted = touchpoint.received_at.timestamp()
+                metrics.END_TO_END.observe(max(0.0, now - accepted))
 
     async def score_customer(
         self,
