@@ -366,3 +366,128 @@ async def platform(
         await asyncio.to_thread(_stop, processes)
         with contextlib.suppress(Exception):
             await _drop_topics(kafka_bootstrap, prefix)
+
+
+# -- several platforms side by side (scale-out) -------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """One service process of a launched platform, with its own port."""
+
+    service: str
+    url: str
+    process: _Process
+
+
+@dataclass
+class Launched:
+    platform: Platform
+    workers: list[Worker]
+
+    def of(self, service: str) -> list[Worker]:
+        return [w for w in self.workers if w.service == service]
+
+
+LaunchPlatform = Callable[..., contextlib.AbstractAsyncContextManager[Launched]]
+
+
+@pytest.fixture(scope="module")
+def launch_platform(
+    kafka_bootstrap: str,
+    postgres_url: str,
+    webhook_receiver: WebhookReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> LaunchPlatform:
+    """``async with launch_platform(workers={"profile": 2, "scoring": 2}) as launched``: a
+    platform of its own (topic prefix, database, data directories) with that many processes
+    per service (one for those not named); the extra ones have their own port and data
+    directory, the same prefix and database. ``launched.platform`` talks to each service's
+    first process. Every process is stopped, the topics and the database dropped on exit."""
+
+    @contextlib.asynccontextmanager
+    async def launch(
+        *, workers: dict[str, int] | None = None, partitions: int = 4, **extra_env: str
+    ) -> AsyncIterator[Launched]:
+        counts = {name: 1 for name in SERVICES} | (workers or {})
+        home = tmp_path_factory.mktemp("scaled")
+        prefix = f"e2e{uuid.uuid4().hex[:10]}."
+        routing = home / "routing.yaml"
+        routing.write_text(routing_yaml(webhook_receiver.base_url))
+        ports = {(name, i): free_port() for name in SERVICES for i in range(1, counts[name] + 1)}
+        urls = {key: f"http://127.0.0.1:{port}" for key, port in ports.items()}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CXM_")}
+        processes: list[_Process] = []
+        launched_workers: list[Worker] = []
+        async with fresh_database(postgres_url, prefix="cxm_e2e") as database:
+            base.update(
+                CXM_MODE="local",
+                CXM_KAFKA_BOOTSTRAP=kafka_bootstrap,
+                CXM_DATABASE_URL=database,
+                CXM_TOPIC_PREFIX=prefix,
+                CXM_TOPIC_PARTITIONS=str(partitions),
+                CXM_ROUTING_CONFIG=str(routing),
+                CXM_WEBHOOK_SECRETS=json.dumps({"E2E_WEBHOOK_SECRET": WEBHOOK_SECRET}),
+                CXM_PROFILE_BASE_URL=urls["profile", 1],
+                CXM_PUBLIC_BASE_URL=urls["alerting", 1],
+                CXM_DELIVERY_POLL_SECONDS="0.2",
+                CXM_BASE_STATS_INTERVAL_S="2",
+                **{f"CXM_{name.upper()}_PORT": str(ports[name, 1]) for name in SERVICES},
+                **extra_env,
+            )
+            try:
+                for (name, i), port in ports.items():
+                    data = home / f"data-{name}-{i}"
+                    data.mkdir()
+                    env = base | {"CXM_DATA_DIR": str(data), f"CXM_{name.upper()}_PORT": str(port)}
+                    label = name if i == 1 else f"{name}-{i}"
+                    p = _spawn(name, env, home / f"{label}.log")
+                    p.name = label
+                    processes.append(p)
+                    launched_workers.append(Worker(name, urls[name, i], p))
+                async with httpx.AsyncClient(timeout=5) as probe:
+                    for w in launched_workers:
+
+                        async def ready(w: Worker = w) -> bool:
+                            if w.process.proc.poll() is not None:
+                                raise AssertionError(f"{w.process.name} exited\n{w.process.tail()}")
+                            try:
+                                return (await probe.get(f"{w.url}/readyz")).status_code == 200
+                            except httpx.HTTPError:
+                                return False
+
+                        try:
+                            await wait_until(
+                                ready, timeout=READY_TIMEOUT_S, what=f"{w.url} /readyz"
+                            )
+                        except AssertionError as exc:
+                            raise AssertionError(f"{exc}\n{w.process.tail()}") from None
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                async with (
+                    httpx.AsyncClient(
+                        base_url=urls["ingest", 1], auth=(WRITE_KEY, ""), timeout=30
+                    ) as ing,
+                    httpx.AsyncClient(
+                        base_url=urls["profile", 1], headers=headers, timeout=30
+                    ) as prof,
+                    httpx.AsyncClient(
+                        base_url=urls["alerting", 1], headers=headers, timeout=30
+                    ) as alrt,
+                ):
+                    yield Launched(
+                        Platform(
+                            urls={name: urls[name, 1] for name in SERVICES},
+                            receiver=webhook_receiver,
+                            prefix=prefix,
+                            ingest=ing,
+                            api={"profile": prof, "alerting": alrt},
+                            processes=processes,
+                        ),
+                        launched_workers,
+                    )
+            finally:
+                await asyncio.to_thread(_stop, processes)
+                with contextlib.suppress(Exception):
+                    await _drop_topics(kafka_bootstrap, prefix)
+
+    return launch
