@@ -46,10 +46,9 @@ import asyncpg
 import httpx
 import orjson
 from aiohttp import web
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
-from cxm_shared.kafka import ensure_topics, make_consumer, make_producer
+from cxm_shared.kafka import drop_topics, ensure_topics, make_consumer, make_producer
 from cxm_shared.settings import DEV_DATABASE_URL
 from cxm_shared.testing.infra import fresh_database
 from cxm_shared.topics import TopicSpec
@@ -245,17 +244,6 @@ def stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=10)
-
-
-async def drop_topics(prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 async def metric_sum(client: httpx.AsyncClient, url: str, *names: str) -> float:
@@ -645,7 +633,7 @@ async def run() -> dict[str, Any]:
         await asyncio.to_thread(stop, procs)
         await receiver.stop()
         with contextlib.suppress(Exception):
-            await drop_topics(prefix)
+            await drop_topics(BOOTSTRAP, prefix=prefix)
 
     best = max(kept, key=lambda s: s["offered_events_per_s"]) if kept else stages[-1]
     lat = latency

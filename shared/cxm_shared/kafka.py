@@ -87,6 +87,19 @@ async def ensure_topics(
         await admin.close()
 
 
+async def drop_topics(bootstrap: str, *, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (tests and benchmarks clean up
+    the private topics they created)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     out = []
     for item in response.topic_errors:

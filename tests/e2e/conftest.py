@@ -30,9 +30,9 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from aiokafka.admin import AIOKafkaAdminClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from cxm_shared.kafka import drop_topics
 from cxm_shared.testing.infra import REPO_ROOT, fresh_database
 
 SERVICES = ("ingest", "profile", "scoring", "alerting")
@@ -278,17 +278,6 @@ def _stop(processes: list[_Process]) -> None:
             p.proc.wait(timeout=10)
 
 
-async def _drop_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 async def stack_database(postgres_url: str) -> AsyncIterator[str]:
     """A fresh database for the module's platform (the ``database_url`` fixture is per test;
@@ -365,7 +354,7 @@ async def platform(
     finally:
         await asyncio.to_thread(_stop, processes)
         with contextlib.suppress(Exception):
-            await _drop_topics(kafka_bootstrap, prefix)
+            await drop_topics(kafka_bootstrap, prefix=prefix)
 
 
 # -- several platforms side by side (scale-out) -------------------------------------------------
@@ -488,6 +477,6 @@ def launch_platform(
             finally:
                 await asyncio.to_thread(_stop, processes)
                 with contextlib.suppress(Exception):
-                    await _drop_topics(kafka_bootstrap, prefix)
+                    await drop_topics(kafka_bootstrap, prefix=prefix)
 
     return launch
