@@ -18,7 +18,10 @@ DEV_HASH_KEY = "dev-identifier-hash-key"
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CXM_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting must not print the others (passwords, tokens).
+    model_config = SettingsConfigDict(
+        env_prefix="CXM_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     service_name: str = "cxm"
     mode: Literal["local", "production"] = "local"

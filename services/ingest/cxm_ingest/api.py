@@ -21,6 +21,7 @@ from cxm_ingest.events.views import DirectRoutes, Intake, build_router, error_re
 from cxm_shared.db import db_reachable, make_engine, migrate
 from cxm_shared.errors import DependencyUnavailable
 from cxm_shared.kafka import KafkaProbe, ensure_topics
+from cxm_shared.openapi import document_error_responses
 from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics
 
@@ -105,6 +106,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     router, handlers = build_router(intake)
     app.include_router(router)
     app.add_middleware(DirectRoutes, handlers=handlers)
+    document_error_responses(
+        app,
+        extra={
+            400: "invalid input (the message names the field)",
+            413: "body, event or batch too large",
+            415: "unsupported Content-Type or Content-Encoding",
+            429: "rate limit of the write key's source; see Retry-After",
+        },
+    )
     app.include_router(
         health_router({"kafka": probe, "producer": producer_check, "postgres": database_check})
     )

@@ -79,7 +79,8 @@ def postgres_url() -> Iterator[str]:
 async def fresh_database(server_url: str, *, prefix: str = "cxm_test") -> AsyncIterator[str]:
     """Create an empty database on ``server_url``, yield its URL, drop it afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    # pre-ping: the server may have been restarted meanwhile (outage and chaos tests)
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
