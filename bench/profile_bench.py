@@ -6,12 +6,16 @@ run and the medians.
    resolve, timeline, publish) beside a bare aiokafka consumer loop reading the same number of
    messages. The clock starts once the worker is up and a warm-up event went through (faust
    start-up and the consumer-group join are not counted).
-2. Profile lookup: the service runs under uvicorn (uvloop, httptools) in its own process, with
-   a raw asyncpg route (same SQL, no auth, no ORM) mounted in the same process as the baseline,
-   while an ingest-like producer feeds it touchpoints (the agent resolves them in that process).
-   A separate load-generator process (raw HTTP/1.1 keep-alive connections) paces 1,000
-   requests/s (latency from the scheduled send time, so queueing counts), then measures the
-   closed-loop maximum; both routes alternately in the same run.
+2. Profile lookup and personalisation decision: the service runs under uvicorn (uvloop,
+   httptools) in its own process, with a raw asyncpg route (same SQL, no auth, no ORM) mounted
+   in the same process as the baseline, while an ingest-like producer feeds it touchpoints (the
+   agent resolves them in that process). The customers carry score snapshots (segments), so
+   decisions go through rules and an experiment (and log exposures). The load generator is
+   `oha` (Rust, built once by deploy/local/oha.sh; `CXM_BENCH_LOADGEN=python` or no cargo: the
+   Python one below, which on 2 cores takes as much CPU as the server it measures). It paces
+   1,000 requests/s open-loop (latency from the scheduled send time, so queueing counts), then
+   measures the closed-loop maximum; the three routes alternately in the same run. The JSON
+   records the load average around every measurement: other work on the machine shows there.
 
 Writes bench/results/profile.json. Needs the local Kafka and PostgreSQL.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +41,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cxm_profile.api import create_app
+from cxm_profile.api import create_app, keep_session
 from cxm_profile.config import ProfileSettings
 from cxm_profile.identity.identifiers import parse_identifiers
-from cxm_profile.profiles.service import PROFILE_BY_KEY
-from cxm_shared.events import Touchpoint, encode
-from cxm_shared.kafka import ensure_topics, make_consumer, make_producer
+from cxm_profile.profiles.service import PROFILE_BY_KEY, store_scores
+from cxm_shared.events import ScoreSnapshot, Touchpoint, encode
+from cxm_shared.kafka import drop_topics, ensure_topics, make_consumer, make_producer
 from cxm_shared.topics import Topics, TopicSpec
 
 KAFKA = os.environ.get("CXM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -57,6 +63,11 @@ CUSTOMERS = EVENTS // 3
 TOKEN = "bench-token"
 OUT = Path(__file__).parent / "results" / "profile.json"
 HERE = str(Path(__file__).resolve())
+ROOT = Path(__file__).resolve().parent.parent
+ROUTES = ("api", "decision", "raw")
+# Segments of the bench customers, in turn: an experiment's audience (decisions assign a
+# variant and log an exposure), a rule's audience, and nobody in particular (the default).
+SEGMENTS = (["rfm:loyal"], ["vip_at_risk"], [])
 
 
 def touchpoints(run: str, events: int = EVENTS, customers: int = CUSTOMERS) -> list[Touchpoint]:
@@ -204,23 +215,148 @@ async def _closed(port: int, requests: list[bytes], seconds: float, workers: int
 
 async def loadgen(spec: dict) -> dict:
     port = spec["port"]
-    routes = {
-        "api": [_raw(p, auth=True) for p in spec["api_paths"]],
-        "raw": [_raw(p, auth=False) for p in spec["raw_paths"]],
-    }
-    for name in ("api", "raw"):  # warm-up: connections, prepared statements, caches
+    routes = {name: [_raw(p, auth=name != "raw") for p in spec["paths"][name]] for name in ROUTES}
+    for name in ROUTES:  # warm-up: connections, prepared statements, caches
         await _closed(port, routes[name], 1.0)
     runs = []
     for _ in range(spec["runs"]):
         run: dict = {}
-        for name in ("api", "raw"):
+        for name in ROUTES:
             run[f"{name}_at_{LOOKUP_RATE}_rps"] = await _paced(
                 port, routes[name], LOOKUP_RATE, spec["paced_seconds"]
-            )
-        for name in ("api", "raw"):
+            ) | {"load_average_1m": round(os.getloadavg()[0], 2)}
+        for name in ROUTES:
             run[f"{name}_max_rps"] = round(await _closed(port, routes[name], 2.5), 1)
-        run["max_rps_ratio"] = round(run["api_max_rps"] / run["raw_max_rps"], 4)
-        runs.append(run)
+        runs.append(with_ratios(run))
+    return {"runs": runs}
+
+
+def with_ratios(run: dict) -> dict:
+    run["max_rps_ratio"] = round(run["api_max_rps"] / run["raw_max_rps"], 4)
+    run["decision_max_rps_ratio"] = round(run["decision_max_rps"] / run["raw_max_rps"], 4)
+    return run
+
+
+# -- load generator: oha (its own process, Rust) ----------------------------------------
+
+
+def find_oha() -> str | None:
+    """oha's path (deploy/local/oha.sh builds it once), or None to use the Python loadgen."""
+    if os.environ.get("CXM_BENCH_LOADGEN", "oha") != "oha":
+        return None
+    script = ROOT / "deploy" / "local" / "oha.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"oha unavailable, using the Python load generator: {done.stderr[-300:]}")
+        return None
+    return done.stdout.strip().splitlines()[-1]
+
+
+async def oha_run(
+    oha: str,
+    urls: Path,
+    *,
+    auth: bool,
+    seconds: float,
+    rate: int | None,
+    connections: int,
+    server_pid: int,
+) -> dict:
+    """One oha run over the URLs in `urls` (picked at random per request)."""
+    args = [oha, "--no-tui", "--output-format", "json", "--urls-from-file", "-w"]
+    args += ["-z", f"{seconds}s", "-c", str(connections)]
+    if rate is not None:  # open loop: latency from each request's scheduled time
+        args += ["-q", str(rate), "--latency-correction"]
+    if auth:
+        args += ["-H", f"Authorization: Bearer {TOKEN}"]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = process_cpu_seconds(server_pid)
+    proc = await asyncio.create_subprocess_exec(
+        *args, str(urls), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"oha failed: {err.decode()[-500:]}")
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = process_cpu_seconds(server_pid) - server_before
+    report = json.loads(out)
+    statuses = {int(k): v for k, v in report["statusCodeDistribution"].items()}
+    errors = sum(v for k, v in statuses.items() if k != 200)
+    errors += sum(report["errorDistribution"].values())
+    latency = report["metrics"]["latency_ms"]
+    requests = sum(statuses.values()) + sum(report["errorDistribution"].values())
+    return {
+        "requests": requests,
+        "errors": errors,
+        "achieved_rps": round(report["metrics"]["requests_per_sec"], 1),
+        "p50_ms": round(latency["p50"], 3),
+        "p99_ms": round(latency["p99"], 3),
+        "loadgen_cpu_s": round(
+            cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+            3,
+        ),
+        # The server process's CPU per answered request (its resolver's share of the
+        # ingest running meanwhile included): what caps its rate on one core.
+        "server_cpu_ms_per_request": round(server_cpu / max(requests, 1) * 1000, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def oha_loadgen(oha: str, spec: dict) -> dict:
+    directory = Path(tempfile.mkdtemp(prefix="profile-bench-urls-"))
+    files = {}
+    for name in ROUTES:
+        files[name] = directory / f"{name}.txt"
+        base = f"http://127.0.0.1:{spec['port']}"
+        files[name].write_text("\n".join(base + p for p in spec["paths"][name]) + "\n")
+    for name in ROUTES:  # warm-up: connections, prepared statements, caches
+        await oha_run(
+            oha,
+            files[name],
+            auth=name != "raw",
+            seconds=1,
+            rate=None,
+            connections=16,
+            server_pid=spec["server_pid"],
+        )
+    runs = []
+    for n in range(spec["runs"]):
+        run: dict = {}
+        # Each run starts with another route: whatever the previous measurement left behind
+        # (the resolver catching up on ingest, a checkpoint) does not always hit the same one.
+        order = ROUTES[n % len(ROUTES) :] + ROUTES[: n % len(ROUTES)]
+        run["order"] = list(order)
+        for name in order:
+            await asyncio.sleep(1)
+            run[f"{name}_at_{LOOKUP_RATE}_rps"] = await oha_run(
+                oha,
+                files[name],
+                auth=name != "raw",
+                seconds=spec["paced_seconds"],
+                rate=LOOKUP_RATE,
+                connections=64,
+                server_pid=spec["server_pid"],
+            )
+        for name in order:
+            await asyncio.sleep(1)
+            closed = await oha_run(
+                oha,
+                files[name],
+                auth=name != "raw",
+                seconds=2.5,
+                rate=None,
+                connections=16,
+                server_pid=spec["server_pid"],
+            )
+            run[f"{name}_max_rps"] = closed["achieved_rps"]
+            run[f"{name}_max_server_cpu_ms_per_request"] = closed["server_cpu_ms_per_request"]
+        runs.append(with_ratios(run))
+        print("lookup", json.dumps(run), flush=True)
     return {"runs": runs}
 
 
@@ -261,7 +397,9 @@ def add_raw_route(app: FastAPI, dsn: str) -> None:
     @app.get("/raw")
     async def raw(key: str) -> Response:
         if "pool" not in state:
-            state["pool"] = await asyncpg.create_pool(dsn, min_size=4, max_size=10)
+            state["pool"] = await asyncpg.create_pool(
+                dsn, min_size=4, max_size=10, reset=keep_session
+            )
         row = await state["pool"].fetchrow(sql, key)
         body = json.dumps({"customer_id": row["customer_id"], "identifiers": row["identifiers"]})
         return Response(body, media_type="application/json")
@@ -372,7 +510,35 @@ def median_of(runs: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 4)
 
 
-async def lookup_runs(db_url: str, topics: Topics, run_customers: list[str]) -> dict:
+async def seed_segments(db_url: str) -> int:
+    """A score snapshot per bench customer (segments in turn from SEGMENTS), stored as the
+    scores agent stores what it reads from cx.scores."""
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    text(
+                        "SELECT customer_id FROM profile.customers WHERE parent_id IS NULL"
+                        " ORDER BY customer_id"
+                    )
+                )
+            ]
+        now = datetime.now(UTC)
+        records: list[tuple[str, ScoreSnapshot | None]] = [
+            (c, ScoreSnapshot(customer_id=c, updated_at=now, segments=SEGMENTS[n % len(SEGMENTS)]))
+            for n, c in enumerate(ids)
+        ]
+        await store_scores(engine=engine, records=records)
+        return len(ids)
+    finally:
+        await engine.dispose()
+
+
+async def lookup_runs(
+    db_url: str, topics: Topics, run_customers: list[str], oha: str | None
+) -> dict:
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, HERE, "serve", db_url, topics.prefix, str(port)
@@ -386,29 +552,40 @@ async def lookup_runs(db_url: str, topics: Topics, run_customers: list[str]) -> 
             parse_identifiers({"email": e}, rules=rules, secret=secret).accepted[0].key
             for e in emails
         ]
+        quoted = [e.replace("@", "%40") for e in emails]
         spec = {
             "port": port,
+            "server_pid": server.pid,
             "runs": RUNS,
             "paced_seconds": 4,
-            "api_paths": [
-                f"/v1/profiles/lookup?type=email&value={e.replace('@', '%40')}" for e in emails
-            ],
-            "raw_paths": [f"/raw?key={k}" for k in keys],
+            "paths": {
+                "api": [f"/v1/profiles/lookup?type=email&value={e}" for e in quoted],
+                "decision": [
+                    f"/v1/decisions?type=email&value={e}&placement=home_banner" for e in quoted
+                ],
+                "raw": [f"/raw?key={k}" for k in keys],
+            },
         }
         stop = asyncio.Event()
         ingest = asyncio.create_task(ingest_load(topics, stop))
-        gen = await asyncio.create_subprocess_exec(
-            sys.executable,
-            HERE,
-            "loadgen",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await gen.communicate(json.dumps(spec).encode())
+        if oha is not None:
+            result = await oha_loadgen(oha, spec)
+        else:
+            gen = await asyncio.create_subprocess_exec(
+                sys.executable,
+                HERE,
+                "loadgen",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await gen.communicate(json.dumps(spec).encode())
+            result = json.loads(out)
         stop.set()
         ingested = await ingest
-        result = json.loads(out)
         result["ingest_touchpoints_sent_during_lookups"] = ingested
+        result["load_generator"] = (
+            "oha 1.16.0" if oha else "python asyncio (bench/profile_bench.py)"
+        )
         return result
     finally:
         server.terminate()
@@ -455,26 +632,35 @@ async def main() -> None:
                 )
             ]
         await engine.dispose()
-        lookups = await lookup_runs(db_url, topics, prefixes)
+        results["customers_with_segments"] = await seed_segments(db_url)
+        lookups = await lookup_runs(db_url, topics, prefixes, find_oha())
         runs = lookups["runs"]
-        api_key, raw_key = f"api_at_{LOOKUP_RATE}_rps", f"raw_at_{LOOKUP_RATE}_rps"
+        medians: dict = {}
+        for name in ROUTES:
+            paced = [r[f"{name}_at_{LOOKUP_RATE}_rps"] for r in runs]
+            for figure in ("p50_ms", "p99_ms", "achieved_rps"):
+                medians[f"median_{name}_{figure}"] = statistics.median(p[figure] for p in paced)
+            medians[f"median_{name}_max_rps"] = median_of(runs, f"{name}_max_rps")
+            cpu = f"{name}_max_server_cpu_ms_per_request"
+            if all(cpu in r for r in runs):  # oha runs only
+                medians[f"median_{cpu}"] = median_of(runs, cpu)
         results["lookup"] = {
             **lookups,
-            "median_api_p50_ms": statistics.median(r[api_key]["p50_ms"] for r in runs),
-            "median_api_p99_ms": statistics.median(r[api_key]["p99_ms"] for r in runs),
-            "median_raw_p50_ms": statistics.median(r[raw_key]["p50_ms"] for r in runs),
-            "median_raw_p99_ms": statistics.median(r[raw_key]["p99_ms"] for r in runs),
-            "median_api_max_rps": median_of(runs, "api_max_rps"),
-            "median_raw_max_rps": median_of(runs, "raw_max_rps"),
+            **medians,
             "median_max_rps_ratio": median_of(runs, "max_rps_ratio"),
+            "median_decision_max_rps_ratio": median_of(runs, "decision_max_rps_ratio"),
             "setup": "uvicorn+uvloop+httptools server process (raw route in the same process);"
-            f" loadgen in its own process; {INGEST_RATE} touchpoints/s ingested meanwhile",
-            "goal": "api p99 <= 10 ms at 1,000 req/s while ingest runs; api max rps >= 0.7 x raw",
+            f" loadgen in its own process; {INGEST_RATE} touchpoints/s ingested meanwhile;"
+            " api = /v1/profiles/lookup, decision = /v1/decisions (home_banner), raw = the"
+            " lookup SQL on a bare asyncpg pool",
+            "goal": "api and decision p99 <= 10 ms at 1,000 req/s while ingest runs;"
+            " api max rps >= 0.7 x raw",
         }
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         await admin.dispose()
+        await drop_topics(KAFKA, prefix=topics.prefix)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     # Keep every earlier run: the previous file's latest run joins its history.
     previous = json.loads(OUT.read_text()) if OUT.exists() else {}

@@ -137,6 +137,15 @@ def profile(d: dict[str, Any]) -> list[Row]:
             10.0,
             False,
         ),
+        (
+            "profile",
+            "decision p99 at 1,000 req/s",
+            "ms",
+            lk.get("median_decision_p99_ms"),
+            lk.get("median_raw_p99_ms"),
+            10.0,
+            False,
+        ),
     ]
 
 

@@ -47,3 +47,20 @@ BATCH_SIZE = Histogram(
     "Touchpoints resolved per database transaction",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
 )
+DECISIONS = Counter(
+    "cxm_profile_decisions_total",
+    "Personalisation decisions answered, by placement and what decided the content",
+    ["placement", "source"],  # source: experiment, rule, default
+)
+DECISION_SECONDS = Histogram(
+    "cxm_profile_decision_seconds",
+    "Time to answer a personalisation decision (lookup, rules, exposure hand-off)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+EXPOSURES = Counter(
+    "cxm_profile_experiment_exposures_total",
+    "experiment_exposure touchpoints: sent (acknowledged by Kafka), repeated (already sent by "
+    "this process for the customer, experiment and day), failed (not acknowledged: retried "
+    "by the customer's next decision), dropped (too many sends in flight)",
+    ["outcome"],
+)

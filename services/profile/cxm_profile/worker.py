@@ -18,4 +18,6 @@ def create_faust_app(settings: ProfileSettings) -> faust.App:
         datadir=Path(settings.data_dir) / "profile",
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     )

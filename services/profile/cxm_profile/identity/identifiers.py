@@ -8,12 +8,26 @@ so the same string under two types (a loyalty number that equals a user id) neve
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cxm_profile.identity.errors import InvalidIdentifierValue
 from cxm_profile.identity.normalisers import Normaliser, mask, normalise
 from cxm_profile.identity.rules import ResolutionRules
+
+# An identifier given by its keyed hash, as "<type>:<hmac hex>" under this reserved type: what
+# the profile service puts on the events it emits itself (experiment exposures), so they
+# resolve to the customer with no raw email or phone on the topic. Channel systems cannot send
+# it (ingest accepts only the known types), and no configured type can be named like it
+# (type names are lower_snake_case, without a colon).
+KEYED_TYPE = "cxm:keyed"
+_KEYED_VALUE = re.compile(r"^([a-z][a-z0-9_]{0,63}):([0-9a-f]{64})$")
+
+
+def keyed(identifier_type: str, key: str) -> dict[str, str]:
+    """The `identifiers` of an event that names an identifier by its key, not its value."""
+    return {KEYED_TYPE: f"{identifier_type}:{key}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,12 @@ def parse_identifiers(
         text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
         if not isinstance(text, str):
             ignored.append(IgnoredIdentifier(identifier_type, "***", "not a string"))
+            continue
+        if identifier_type == KEYED_TYPE:
+            if (match := _KEYED_VALUE.match(text)) and match[1] in rules.types:
+                accepted.append(Identifier(match[1], match[2], "***"))
+            else:
+                ignored.append(IgnoredIdentifier(identifier_type, "***", "not <type>:<key>"))
             continue
         rule = rules.types.get(identifier_type)
         if rule is None:

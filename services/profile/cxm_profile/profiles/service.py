@@ -454,7 +454,7 @@ _ERASE_COLUMNS: dict[str, tuple[str, ...]] = {
     "merges": ("loser_id", "winner_id", "parent_id"),
     "separations": ("customer_a", "customer_b"),
     "quarantines": ("customer_id", "other_customer_id"),
-    "processed_events": ("customer_id",),
+    "processed_events": ("customer_id", "published_to"),
     "timeline": ("customer_id",),
     "traits": ("customer_id",),
     "scores": ("customer_id",),
@@ -463,27 +463,44 @@ _ERASE_COLUMNS: dict[str, tuple[str, ...]] = {
 assert tuple(_ERASE_COLUMNS) == CUSTOMER_TABLES
 
 
-async def store_score(
-    *, engine: AsyncEngine, customer_id: str, snapshot: ScoreSnapshot | None
+_UPSERT_SCORES = (
+    "INSERT INTO profile.scores (customer_id, snapshot, updated_at)"
+    " SELECT u.c, u.s::jsonb, u.t FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+    " AS u(c, s, t)"
+    " WHERE EXISTS (SELECT 1 FROM profile.customers WHERE customer_id = u.c)"
+    " ON CONFLICT (customer_id) DO UPDATE"
+    " SET snapshot = excluded.snapshot, updated_at = excluded.updated_at"
+    " WHERE excluded.updated_at >= profile.scores.updated_at"
+)
+_DELETE_SCORES = "DELETE FROM profile.scores WHERE customer_id = ANY($1::text[])"
+
+
+async def store_scores(
+    *, engine: AsyncEngine, records: list[tuple[str, ScoreSnapshot | None]]
 ) -> None:
-    """Apply one record of the compacted scores topic (None = tombstone: delete). A snapshot
-    of a customer this service does not know (erased, or never seen) is not stored."""
-    async with engine.begin() as conn:
-        if snapshot is None:
-            await conn.execute(
-                text("DELETE FROM profile.scores WHERE customer_id = :c"), {"c": customer_id}
-            )
-            metrics.SCORES_APPLIED.labels(kind="tombstone").inc()
-            return
-        await conn.execute(
-            text(
-                "INSERT INTO profile.scores (customer_id, snapshot, updated_at)"
-                " SELECT :c, CAST(:s AS jsonb), :t WHERE EXISTS"
-                " (SELECT 1 FROM profile.customers WHERE customer_id = :c)"
-                " ON CONFLICT (customer_id) DO UPDATE"
-                " SET snapshot = excluded.snapshot, updated_at = excluded.updated_at"
-                " WHERE excluded.updated_at >= profile.scores.updated_at"
-            ),
-            {"c": customer_id, "s": encode(snapshot).decode(), "t": snapshot.updated_at},
-        )
-        metrics.SCORES_APPLIED.labels(kind="snapshot").inc()
+    """Apply records of the compacted scores topic, in topic order, in one transaction: per
+    customer only the newest record counts (what compaction would keep), a snapshot being
+    stored only for a customer this service knows (an erased or never-seen one is not)
+    and only if not older than the stored one, and a tombstone (None) deleting the row."""
+    newest: dict[str, ScoreSnapshot | None] = {}
+    for customer_id, snapshot in records:
+        newest.pop(customer_id, None)  # keep topic order among the survivors
+        newest[customer_id] = snapshot
+    gone = [c for c, s in newest.items() if s is None]
+    kept = [(c, s) for c, s in newest.items() if s is not None]
+    async with engine.connect() as sa_conn:
+        conn: asyncpg.Connection = (await sa_conn.get_raw_connection()).driver_connection
+        async with conn.transaction():
+            if gone:
+                await conn.execute(_DELETE_SCORES, gone)
+            if kept:
+                await conn.execute(
+                    _UPSERT_SCORES,
+                    [c for c, _ in kept],
+                    [encode(s).decode() for _, s in kept],
+                    [s.updated_at for _, s in kept],
+                )
+    if gone:
+        metrics.SCORES_APPLIED.labels(kind="tombstone").inc(len(gone))
+    if kept:
+        metrics.SCORES_APPLIED.labels(kind="snapshot").inc(len(kept))

@@ -80,12 +80,16 @@ class OutboxRelay:
                 sent += len(rows)
                 metrics.OUTBOX_SENT.inc(len(rows))
 
-    async def flush(self) -> bool:
-        """Try to publish now; on failure leave it to the background loop. True if sent."""
+    async def flush(self, *, timeout: float | None = None) -> bool:
+        """Try to publish now; on failure leave it to the background loop. True if sent.
+        ``timeout``: give up after that long (a route answering its caller: the change is
+        committed, and the relay sends the rest; an interrupted send may go out twice, which
+        consumers absorb)."""
         try:
-            await self.drain()
+            async with asyncio.timeout(timeout):
+                await self.drain()
             return True
-        except (KafkaError, DBAPIError, OSError) as error:
+        except (KafkaError, DBAPIError, OSError) as error:  # OSError: TimeoutError too
             metrics.OUTBOX_FAILURES.inc()
             log.warning("outbox flush failed, relay will retry error=%s", type(error).__name__)
             return False

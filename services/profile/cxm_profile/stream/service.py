@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -215,7 +215,8 @@ async def _resolve_batch_once(
             )
             continue
         decided.append(resolution)
-        writes.add(touchpoint, _home_customer(resolution, event_parsed, facts))
+        home = _home_customer(resolution, event_parsed, facts)
+        writes.add(touchpoint, home, resolution.customer_id)
         announced[touchpoint.event_id] = tuple(sorted(resolution.merges, key=_merge_id))
         _observe(resolution, facts)
         outcomes.append(
@@ -229,7 +230,21 @@ async def _resolve_batch_once(
         )
     await write_decisions(conn, decided)
     await writes.flush(conn)
-    return outcomes
+    return await _as_first_published(conn, outcomes)
+
+
+async def _as_first_published(conn: asyncpg.Connection, outcomes: list[Outcome]) -> list[Outcome]:
+    """A redelivered event goes out under the customer id it was first published under (see
+    migration 0004): under the current owner instead, it could be applied to the owner before
+    the merged-away customer's state that already holds it is combined into theirs."""
+    again = [o.event_id for o in outcomes if o.duplicate]
+    if not again:
+        return outcomes
+    first = dict(await conn.fetch(_PUBLISHED_TO, again))
+    return [
+        replace(o, customer_id=first[o.event_id]) if o.duplicate and first.get(o.event_id) else o
+        for o in outcomes
+    ]
 
 
 def _merge_id(merge: MergeCustomers) -> str:
@@ -243,6 +258,7 @@ class _Writes:
     def __init__(self) -> None:
         self.event_ids: list[str] = []
         self.homes: list[str] = []
+        self.published: list[str] = []
         self.occurred: list[datetime] = []
         self.received: list[datetime] = []
         self.types: list[str] = []
@@ -253,9 +269,10 @@ class _Writes:
         self.contexts: list[str] = []
         self.traits: list[tuple[str, str, str, str, datetime, str]] = []
 
-    def add(self, touchpoint: Touchpoint, home: str) -> None:
+    def add(self, touchpoint: Touchpoint, home: str, published: str) -> None:
         self.event_ids.append(touchpoint.event_id)
         self.homes.append(home)
+        self.published.append(published)
         self.occurred.append(touchpoint.occurred_at)
         self.received.append(touchpoint.received_at)
         self.types.append(touchpoint.type)
@@ -279,7 +296,7 @@ class _Writes:
     async def flush(self, conn: asyncpg.Connection) -> None:
         if not self.event_ids:
             return
-        await conn.execute(_INSERT_PROCESSED, self.event_ids, self.homes)
+        await conn.execute(_INSERT_PROCESSED, self.event_ids, self.homes, self.published)
         await conn.execute(
             _INSERT_TIMELINE,
             self.event_ids,
@@ -330,8 +347,12 @@ _SUPPRESSED = (
     "SELECT identifier_key FROM profile.suppressions WHERE identifier_key = ANY($1::text[])"
 )
 _INSERT_PROCESSED = (
-    "INSERT INTO profile.processed_events (event_id, customer_id, processed_at)"
-    " SELECT e, c, now() FROM unnest($1::text[], $2::text[]) AS u(e, c)"
+    "INSERT INTO profile.processed_events (event_id, customer_id, published_to, processed_at)"
+    " SELECT e, c, p, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(e, c, p)"
+)
+_PUBLISHED_TO = (
+    "SELECT event_id, published_to FROM profile.processed_events"
+    " WHERE event_id = ANY($1::text[]) AND published_to IS NOT NULL"
 )
 _INSERT_TIMELINE = (
     "INSERT INTO profile.timeline (event_id, customer_id, occurred_at, received_at, type,"

@@ -159,3 +159,26 @@ async def test_concurrent_events_on_the_same_identifiers_make_one_customer(
     assert len(cluster) == 1 + 4 + 4
     assert await count(graph_engine, "links") == 1 + 4 + 4
     assert await count(graph_engine, "quarantines") == 0
+
+
+async def test_a_redelivered_event_goes_out_under_the_customer_it_first_went_out_under(
+    graph_engine: AsyncEngine, make_touchpoint: Callable[..., Touchpoint]
+) -> None:
+    """Between an event's first delivery and its redelivery (a worker died before committing
+    its offset) its customer was merged into another. The redelivery is published under the
+    first customer id again (whose scoring state already holds the event, or forwards it to
+    the winner after the merged state): under the winner it could be applied there first and
+    counted twice once the merged-away state is combined in."""
+    first = await resolve(graph_engine, make_touchpoint("r1", email="sato@example.org"))
+    other = await resolve(graph_engine, make_touchpoint("r2", loyalty_id="L-55"))
+    assert first.customer_id != other.customer_id
+    joined = await resolve(
+        graph_engine, make_touchpoint("r3", email="sato@example.org", loyalty_id="L-55")
+    )
+    (merge,) = joined.merges
+    assert {merge.loser_id, merge.winner_id} == {first.customer_id, other.customer_id}
+    again = await resolve(graph_engine, make_touchpoint("r1", email="sato@example.org"))
+    assert again.duplicate
+    assert again.customer_id == first.customer_id
+    again = await resolve(graph_engine, make_touchpoint("r2", loyalty_id="L-55"))
+    assert again.duplicate and again.customer_id == other.customer_id
