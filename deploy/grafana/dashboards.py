@@ -111,6 +111,15 @@ ROLLING = (
     "customers (mean across workers)."
 )
 SENTIMENT = "cxm_scoring_feedback_sentiment_total"
+INSIGHTS = (
+    "Whole customer base, merged from every scoring worker's partitions (each worker exports "
+    "the same figures: max across instances)."
+)
+DRIVERS = (
+    "How much the customer's next survey answer moves when the driver happened since the "
+    "previous answer, adjusted for the other drivers (OLS); ranked, with 95% intervals, in "
+    "GET /v1/insights/drivers. " + INSIGHTS
+)
 SEGMENT_COUNT = (
     "Each scoring worker counts the customers of the partitions it owns (summed here); kept "
     "up to date as customers enter and exit segments and recounted at every base-statistics "
@@ -420,6 +429,129 @@ CX_OVERVIEW = Dashboard(
                         ),
                     ),
                     kind="bargauge",
+                ),
+            ),
+        ),
+        Row(
+            "CX insights: journey drop-off, key drivers, experiments",
+            (
+                P(
+                    "Journey funnel: customers per step",
+                    (
+                        q(
+                            "max by (funnel, step) (cxm_scoring_insights_funnel_customers"
+                            '{segment="all"})',
+                            "{{funnel}} {{step}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description=INSIGHTS
+                    + " Customers who completed each step (and every one before it); the "
+                    "drop-off between steps is in GET /v1/insights/funnels/{funnel}.",
+                    decimals=0,
+                ),
+                P(
+                    "Funnel step customers by segment",
+                    (
+                        q(
+                            "max by (segment, step) (cxm_scoring_insights_funnel_customers"
+                            '{segment=~"$segment"})',
+                            "{{segment}} {{step}}",
+                        ),
+                    ),
+                    description=INSIGHTS + " Customers counted in each of their current segments.",
+                    decimals=0,
+                ),
+                P(
+                    "Survey answers behind the key-driver analysis",
+                    (
+                        q(
+                            "max by (metric) (cxm_scoring_insights_survey_answers)",
+                            "{{metric}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="stat",
+                    description=INSIGHTS,
+                    decimals=0,
+                ),
+                P(
+                    "Key drivers of NPS (effect on the next answer, points)",
+                    (
+                        q(
+                            'max by (driver) (cxm_scoring_insights_driver_effect{metric="nps"})',
+                            "{{driver}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description=DRIVERS,
+                    decimals=2,
+                ),
+                P(
+                    "Key drivers of CSAT (effect on the next answer, points)",
+                    (
+                        q(
+                            'max by (driver) (cxm_scoring_insights_driver_effect{metric="csat"})',
+                            "{{driver}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description=DRIVERS,
+                    decimals=2,
+                ),
+                P(
+                    "Key-driver p-values (NPS and CSAT)",
+                    (
+                        q(
+                            "max by (metric, driver) (cxm_scoring_insights_driver_p_value)",
+                            "{{metric}} {{driver}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description="Two-sided p-value of each driver's effect; below 0.05 the "
+                    "effect is significant at 95%.",
+                    minimum=0,
+                    maximum=1,
+                ),
+                P(
+                    "Experiment conversion by variant",
+                    (
+                        q(
+                            "max by (experiment, variant) (cxm_scoring_insights_experiment_"
+                            'customers{outcome="converted"}) / max by (experiment, variant) '
+                            '(cxm_scoring_insights_experiment_customers{outcome="exposed"})',
+                            "{{experiment}} {{variant}}",
+                            instant=True,
+                        ),
+                    ),
+                    unit="percentunit",
+                    kind="bargauge",
+                    description=INSIGHTS
+                    + " Share of the customers first exposed to a variant who purchased within "
+                    "the experiment window; difference, interval and p-value per variant in "
+                    "GET /v1/insights/experiments/{id}.",
+                    width=12,
+                    minimum=0,
+                    maximum=1,
+                ),
+                P(
+                    "Experiment customers by variant",
+                    (
+                        q(
+                            "max by (experiment, variant, outcome) "
+                            "(cxm_scoring_insights_experiment_customers)",
+                            "{{experiment}} {{variant}} {{outcome}}",
+                            instant=True,
+                        ),
+                    ),
+                    kind="bargauge",
+                    description=INSIGHTS,
+                    width=12,
+                    decimals=0,
                 ),
             ),
         ),

@@ -337,6 +337,9 @@ def stack(receivers: Receivers) -> Iterator[Stack]:
         ),
         # scoring: recompute decile/RFM cut points every 2 s instead of 5 min
         CXM_BASE_STATS_INTERVAL_S="2",
+        # scoring insights: publish every second; estimate drivers from a few answers
+        CXM_INSIGHTS_PUBLISH_INTERVAL_S="1",
+        CXM_INSIGHTS_MIN_OBSERVATIONS="3",
         # alerting: the routing above, fast escalation and retries
         CXM_ROUTING_CONFIG=str(routing),
         CXM_ESCALATION_POLL_SECONDS="1",
@@ -508,6 +511,20 @@ class Traffic:
         new = {"user_id": f"t-{run}-{n}", "device_id": f"d-{run}-{n}"}
         comment, locale = NEGATIVE[n % 2]
         web = [
+            # insights: an experiment exposure, a delivery (every third one failed: a key
+            # driver of the survey answer that follows) before the survey
+            event(
+                "experiment_exposure",
+                new,
+                {"experiment_id": "home_banner", "variant": "AB"[n % 2]},
+                touchpoint="home",
+            ),
+            event(
+                "delivery",
+                new,
+                {"order_id": f"o-{run}-{n}", "status": "failed" if n % 3 == 0 else "delivered"},
+                touchpoint="delivery",
+            ),
             survey(new, n),
             event("feedback", new, {"comment": comment}, touchpoint="delivery", locale=locale),
             event("page_view", {"user_id": f"m-{run}-{n}"}, {"url": "https://shop.example/"}),

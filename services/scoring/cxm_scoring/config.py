@@ -40,3 +40,13 @@ class ScoringSettings(ServiceSettings):
     broker_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     churn_high_threshold: float = Field(default=0.7, ge=0, le=1)
     churn_rising_delta: float = Field(default=0.2, gt=0, le=1)
+    # CX insights (cxm_scoring.insights): funnels, key drivers and experiment settings as YAML
+    # (unset: insights/default.yaml); how often each worker publishes its partitions' insight
+    # statistics; answers a driver needs with and without it to be estimated.
+    insights_config_path: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("insights_config_path", "CXM_INSIGHTS_CONFIG"),
+    )
+    insights_enabled: bool = True
+    insights_publish_interval_s: float = Field(default=5.0, gt=0)
+    insights_min_observations: int = Field(default=10, ge=2)

@@ -18,6 +18,11 @@ EVENTS_SKIPPED = Counter(
     "Touchpoints not applied (duplicate, erased customer, forwarded to a merge winner)",
     ["reason"],
 )
+EVENTS_REORDERED = Counter(
+    "cxm_scoring_events_reordered_total",
+    "Touchpoints delivered below an offset already applied from their partition (applied by"
+    " their new event id; a sign of a consumer reordering a partition around a rebalance)",
+)
 SIGNALS = Counter("cxm_scoring_signals_total", "Signals published", ["kind"])
 DEAD_LETTERS = Counter(
     "cxm_scoring_dead_letters_total", "Messages sent to a dead-letter topic", ["topic"]
@@ -166,3 +171,35 @@ class SegmentCounts:
         value = max(0, value)  # a customer this process had not counted yet (before a recount)
         self._counts[name] = value
         SEGMENT_CUSTOMERS.labels(name).set(value)
+
+
+# CX insights (cxm_scoring.insights): whole-base figures merged from every partition, so every
+# scoring worker exports the same values (take the max across instances, never the sum).
+INSIGHTS_FUNNEL_CUSTOMERS = Gauge(
+    "cxm_scoring_insights_funnel_customers",
+    "Customers who completed a funnel step (and every step before it), whole base, by segment "
+    "('all' or the customers' current segments)",
+    ["funnel", "step", "segment"],
+)
+INSIGHTS_DRIVER_EFFECT = Gauge(
+    "cxm_scoring_insights_driver_effect",
+    "Key-driver effect: change of the next NPS (0-10) / CSAT (1-5) answer when the driver "
+    "happened since the previous answer, adjusted for the other drivers (OLS, score points)",
+    ["metric", "driver"],
+)
+INSIGHTS_DRIVER_P_VALUE = Gauge(
+    "cxm_scoring_insights_driver_p_value",
+    "Two-sided p-value of the key-driver effect (H0: no effect)",
+    ["metric", "driver"],
+)
+INSIGHTS_SURVEY_ANSWERS = Gauge(
+    "cxm_scoring_insights_survey_answers",
+    "Survey answers behind the key-driver analysis, whole base",
+    ["metric"],
+)
+INSIGHTS_EXPERIMENT_CUSTOMERS = Gauge(
+    "cxm_scoring_insights_experiment_customers",
+    "Customers first exposed to an experiment variant ('exposed') and of them those who "
+    "purchased within the experiment window ('converted'), whole base",
+    ["experiment", "variant", "outcome"],
+)

@@ -30,8 +30,8 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from cxm_scoring.experience.service import (
     score_snapshot,
     source_key,
 )
+from cxm_scoring.insights.agents import InsightsTracker, register_insights
 from cxm_shared.dlq import dead_letter
 from cxm_shared.events import CustomerErased, IdentityChange, ResolvedTouchpoint
 from cxm_shared.kafka import make_consumer
@@ -82,6 +83,8 @@ def base_stats_topic_name(settings: ScoringSettings) -> str:
 
 class Scorer:
     """The agents' shared context: the table, output topics, the model and metrics."""
+
+    insights: InsightsTracker | None = None  # CX insights, set by create_faust_app
 
     def __init__(self, app: faust.App, settings: ScoringSettings) -> None:
         self.app = app
@@ -123,6 +126,13 @@ class Scorer:
         self._signals_name = self.signals.get_topic_name()
         # customer key -> (bytes last written to the table, the state they encode)
         self._states: dict[bytes, tuple[bytes, ExperienceState]] = {}
+        self._handoff_name = self.handoff.get_topic_name()
+        # What one unit of work (a batch of touchpoints, a hand-off operation) produced; the
+        # state that records it is written only once the broker acknowledged all of it.
+        self._outputs: list[Awaitable[Any]] = []
+        # One unit of work at a time across the agents: each reads a state, waits for its
+        # outputs, then writes the state, and must not interleave with another on that key.
+        self._unit = asyncio.Lock()
 
     # -- table access -------------------------------------------------------------------
 
@@ -177,7 +187,21 @@ class Scorer:
     async def _send(self, topic: str, key: bytes, value: bytes | None) -> None:
         # Straight to faust's producer (the one flushed before every offset commit), without
         # the per-message machinery of Topic.send: outputs are already bytes.
-        await self.app.producer.send(topic, key, value, None, None, None)
+        self._outputs.append(await self.app.producer.send(topic, key, value, None, None, None))
+
+    async def _acknowledged(self) -> None:
+        """Wait until the broker acknowledged every output of this unit of work (raising if
+        one failed: the worker stops and the input is redelivered).
+
+        Outputs before state: the table (its changelog) is what tells a redelivered event
+        from a new one, so it must never record an event whose snapshot or signals a crash
+        could still lose. Written after its outputs, a state that survives a kill implies
+        they were delivered; a kill before the state is written redelivers the input, which
+        re-publishes the same snapshot and signals (same ids: consumers drop the repeat)."""
+        outputs, self._outputs = self._outputs, []
+        if outputs:
+            await self.app.producer.flush()
+            await asyncio.gather(*outputs)
 
     async def dead_letter(self, event: faust.EventT, error: BaseException) -> None:
         msg = event.message
@@ -214,8 +238,23 @@ class Scorer:
                 await self.dead_letter(event, exc)
                 continue
             groups.setdefault(touchpoint.customer_id, []).append((event, touchpoint))
-        for customer_id, items in groups.items():
-            await self.score_customer(customer_id, items, kind="r")
+        async with self._unit:
+            pending: list[_Pending] = []
+            try:
+                for customer_id, items in groups.items():
+                    scored = await self.score_customer(customer_id, items, kind="r")
+                    if scored is not None:
+                        pending.append(scored)
+                await self._acknowledged()
+            except BaseException:
+                self._outputs.clear()
+                for p in pending:
+                    self._states.pop(p.key, None)  # the cached objects were updated in place
+                raise
+            for p in pending:
+                self.save_scored(p)
+            if self.insights is not None:
+                self.insights.on_batch(self, groups)
         now = time.time()
         for event in events:
             metrics.PROCESSING_LAG.observe(max(0.0, now - event.message.timestamp))
@@ -230,33 +269,39 @@ class Scorer:
         items: list[tuple[faust.EventT, ResolvedTouchpoint]],
         *,
         kind: str,
-    ) -> None:
-        """Apply ``items`` (events of one customer, one partition, offset order) to the state."""
+    ) -> _Pending | None:
+        """Apply ``items`` (events of one customer, one partition, offset order) and send the
+        snapshot and signals; the new state is returned for ``save_scored`` to write once the
+        outputs are acknowledged (None: nothing to write)."""
         key = customer_id.encode()
-        # Table writes go to the partition of the current event: make it this customer's.
-        token = _current_event.set(weakref.ref(items[-1][0]))
         try:
             entry = self.load_cached(key)
             if isinstance(entry, Tombstone):
                 for _, touchpoint in items:
                     await self._skip_tombstoned(entry, touchpoint)
-                return
+                return None
             before = list(entry.segments) if entry is not None else []
             state, outcomes = await self._apply_all(customer_id, entry, items, kind=kind)
             if not outcomes:
-                return
+                return None
             state.partition = items[-1][0].message.partition
             await self.publish_snapshot(state, outcomes[-1][1].view)
             for _, done in outcomes:
                 await self.publish_signals(customer_id, done.signals)
-            self.save_cached(key, state)
         except BaseException:
             self._states.pop(key, None)  # the cached object may be half updated
             raise
+        return _Pending(key, state, items[-1][0], before, outcomes)
+
+    def save_scored(self, p: _Pending) -> None:
+        # Table writes go to the partition of the current event: make it this customer's.
+        token = _current_event.set(weakref.ref(p.event))
+        try:
+            self.save_cached(p.key, p.state)
         finally:
             _current_event.reset(token)
-        self._count(state, outcomes)
-        self.segment_counts.change(before, state.segments)
+        self._count(p.state, p.outcomes)
+        self.segment_counts.change(p.before, p.state.segments)
 
     def _count(
         self, state: ExperienceState, outcomes: list[tuple[ResolvedTouchpoint, Applied]]
@@ -265,6 +310,8 @@ class Scorer:
         sentiments: Counter[tuple[str, str]] = Counter()
         for touchpoint, applied in outcomes:
             scored[metrics.type_label(touchpoint.type)] += 1
+            if applied.reordered:
+                metrics.EVENTS_REORDERED.inc()
             if applied.churn_risk is not None:
                 metrics.CHURN_RISK.observe(applied.churn_risk)
             if applied.survey is not None:
@@ -337,15 +384,32 @@ class Scorer:
         assert entry.merged_into is not None
         metrics.EVENTS_SKIPPED.labels("forwarded").inc()
         body = {"op": "forward", "winner": entry.merged_into, "event": _dump(touchpoint)}
-        await self.handoff.send(key=entry.merged_into.encode(), value=orjson.dumps(body))
+        await self._send(self._handoff_name, entry.merged_into.encode(), orjson.dumps(body))
 
     # -- hand-over (merges, unmerges, erasures) ------------------------------------------------
 
     async def on_handoff(self, body: dict[str, Any], *, event: faust.EventT) -> None:
+        async with self._unit:
+            try:
+                await self._handoff(body, event=event)
+            finally:
+                self._outputs.clear()
+
+    async def _handoff(self, body: dict[str, Any], *, event: faust.EventT) -> None:
+        # Each operation sends its outputs, waits for them (``_acknowledged``), and only then
+        # writes the table, like ``on_batch``.
         op = body["op"]
         if op == "forward":
             touchpoint = ResolvedTouchpoint.model_validate(body["event"])
-            await self.score_customer(body["winner"], [(event, touchpoint)], kind="h")
+            key = body["winner"].encode()
+            scored = await self.score_customer(body["winner"], [(event, touchpoint)], kind="h")
+            try:
+                await self._acknowledged()
+            except BaseException:
+                self._states.pop(key, None)
+                raise
+            if scored is not None:
+                self.save_scored(scored)
         elif op == "export":
             await self._export(body["loser"], winner=body["winner"], merge_id=body["merge_id"])
         elif op == "import":
@@ -361,19 +425,15 @@ class Scorer:
 
     async def _export(self, loser: str, *, winner: str, merge_id: str) -> None:
         entry = self.load(loser.encode())
+        tombstone = None
         if isinstance(entry, Tombstone):
             if entry.erased or entry.merge_id != merge_id:
                 return  # erased, or already merged elsewhere: nothing of this merge to move
             exported = entry.exported  # a redelivered export: send the same state again
         else:
             exported = entry.to_dict() if entry is not None else None
-            self.save(
-                loser.encode(),
-                Tombstone(merged_into=winner, merge_id=merge_id, exported=exported),
-            )
-            if entry is not None:
-                self.segment_counts.change(entry.segments, ())
-            await self.scores.send(key=loser.encode(), value=None)
+            tombstone = Tombstone(merged_into=winner, merge_id=merge_id, exported=exported)
+            await self._send(self._scores_name, loser.encode(), None)
         body = {
             "op": "import",
             "winner": winner,
@@ -381,7 +441,12 @@ class Scorer:
             "merge_id": merge_id,
             "state": exported,
         }
-        await self.handoff.send(key=winner.encode(), value=orjson.dumps(body))
+        await self._send(self._handoff_name, winner.encode(), orjson.dumps(body))
+        await self._acknowledged()
+        if tombstone is not None:
+            self.save(loser.encode(), tombstone)
+            if isinstance(entry, ExperienceState):
+                self.segment_counts.change(entry.segments, ())
 
     async def _import(
         self, winner: str, *, loser: str, merge_id: str, data: dict[str, Any] | None
@@ -394,7 +459,10 @@ class Scorer:
             # The winner itself was merged away meanwhile: pass the state on.
             body = {"op": "import", "winner": entry.merged_into, "loser": loser}
             body |= {"merge_id": merge_id, "state": data}
-            await self.handoff.send(key=str(entry.merged_into).encode(), value=orjson.dumps(body))
+            await self._send(
+                self._handoff_name, str(entry.merged_into).encode(), orjson.dumps(body)
+            )
+            await self._acknowledged()
             return
         state = entry or ExperienceState(customer_id=winner)
         if any(m[0] == merge_id for m in state.merged_from):
@@ -403,26 +471,30 @@ class Scorer:
         if data is not None:
             state = merge_states(state, ExperienceState.from_dict(data))
         state.merged_from = [*state.merged_from, [merge_id, loser]]
+        await self.publish_snapshot(state)
+        await self._acknowledged()
         self.save(key, state)
         self.segment_counts.change(before, state.segments)
         metrics.IDENTITY_CHANGES.labels("merged").inc()
-        await self.publish_snapshot(state)
 
     async def _erase(self, customer_id: str) -> None:
         key = customer_id.encode()
         entry = self.load(key)
         if isinstance(entry, Tombstone) and entry.erased:
             return
-        self.save(key, Tombstone(erased=True))
-        await self.scores.send(key=key, value=None)
-        metrics.IDENTITY_CHANGES.labels("erased").inc()
-        if isinstance(entry, ExperienceState):
-            self.segment_counts.change(entry.segments, ())
+        await self._send(self._scores_name, key, None)
         if isinstance(entry, ExperienceState):
             # Customers merged into this one left a tombstone holding their old state.
             for _, loser in entry.merged_from:
                 body = {"op": "erase", "customer_id": loser}
-                await self.handoff.send(key=loser.encode(), value=orjson.dumps(body))
+                await self._send(self._handoff_name, loser.encode(), orjson.dumps(body))
+        await self._acknowledged()
+        self.save(key, Tombstone(erased=True))
+        if self.insights is not None:
+            self.insights.erase(customer_id)
+        metrics.IDENTITY_CHANGES.labels("erased").inc()
+        if isinstance(entry, ExperienceState):
+            self.segment_counts.change(entry.segments, ())
 
     async def _unmerge(self, loser: str, *, merge_id: str) -> None:
         key = loser.encode()
@@ -431,9 +503,10 @@ class Scorer:
             return
         if entry.exported is not None:
             state = ExperienceState.from_dict(entry.exported)
+            await self.publish_snapshot(state)
+            await self._acknowledged()
             self.save(key, state)
             self.segment_counts.change((), state.segments)
-            await self.publish_snapshot(state)
         else:
             self.table.pop(key, None)
         metrics.IDENTITY_CHANGES.labels("unmerged").inc()
@@ -507,6 +580,17 @@ class Scorer:
             await consumer.stop()
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A customer's state after a unit of work, to be written once its outputs are acked."""
+
+    key: bytes
+    state: ExperienceState
+    event: faust.EventT
+    before: list[str]
+    outcomes: list[tuple[ResolvedTouchpoint, Applied]]
+
+
 class _FaustProducerAdapter:
     """faust's producer under the aiokafka signature ``cxm_shared.dlq`` calls."""
 
@@ -549,6 +633,8 @@ def create_faust_app(settings: ScoringSettings) -> faust.App:
     )
     scorer = Scorer(app, settings)
     app.scorer = scorer  # type: ignore[attr-defined]
+    if settings.insights_enabled:
+        scorer.insights = register_insights(app, scorer, app_id=app_id(settings))
 
     @app.agent(scorer.resolved, concurrency=1, name="score_experience")
     async def score_experience(stream: faust.StreamT) -> None:

@@ -2,19 +2,17 @@
 
 Pure data with a compact JSON form (``to_dict`` / ``from_dict``); no I/O.
 
-Idempotency ("an event already applied is skipped") rests on two things kept in the state:
+Idempotency ("an event already applied is skipped") rests on ``applied_ids``: the last
+``APPLIED_IDS_KEPT`` (256) event ids applied, newest last. A redelivery by Kafka after a crash
+(the table changelog already had the update, the consumer offset was not yet committed) and
+the same touchpoint republished upstream (the profile worker is at-least-once too) both trail
+the original by at most one uncommitted batch (seconds); a customer does not produce 256
+touchpoints in that time, and ingest already drops client retries by ``event_id``.
 
-- ``offsets``: per source (topic kind + partition) the highest offset applied to this customer.
-  A redelivery by Kafka after a crash (the table changelog already had the update, the consumer
-  offset was not yet committed) comes back at the same offset on the same partition, so it is
-  recognised exactly, however many events the customer has. Partitions are consumed in order
-  by one agent (concurrency 1), so every offset below the mark has been seen.
-- ``applied_ids``: the last ``APPLIED_IDS_KEPT`` (256) event ids applied, newest last. This
-  catches the other kind of duplicate: the same touchpoint republished upstream at a new offset
-  (the profile worker is at-least-once too: it can publish again after a crash before its own
-  commit). Such a duplicate trails the original by at most one uncommitted batch of the
-  upstream consumer (seconds), and a customer does not produce 256 touchpoints in that time;
-  ingest already drops client retries by ``event_id`` before they get here.
+``offsets`` (per source, topic kind + partition, the highest offset applied to this customer)
+is kept for diagnosis only: an event below the mark is applied if its id is new (and counted
+as reordered). Skipping by the mark would assume every partition is delivered in order, which
+faust does not guarantee around rebalances, and would silently drop events.
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ class Applied:
     churn_risk: float | None = None
     sentiment: Sentiment | None = None  # of the event's free text, when it had one
     view: ReadOut | None = None  # the read-out after the event (reused by the snapshot)
+    # Delivered below an offset already applied from the same source partition (see
+    # ``already_applied``): counted, so a consumer that reorders shows on the dashboards.
+    reordered: bool = False
 
 
 def source_key(kind: str, partition: int) -> str:
@@ -83,9 +86,16 @@ def source_key(kind: str, partition: int) -> str:
 def already_applied(
     state: ExperienceState, *, event_id: str, source: str | None, offset: int | None
 ) -> bool:
-    if source is not None and offset is not None and offset <= state.offsets.get(source, -1):
-        return True
+    """Whether the event is in the state already: by its id, not by an offset mark. faust can
+    deliver a partition out of order around a rebalance (an event prefetched before it
+    arrives ahead of earlier ones: faust-streaming issues #221, #236), and a mark would then
+    drop every earlier event as a duplicate; the id window (``APPLIED_IDS_KEPT``) covers a
+    redelivery, which trails the original by one uncommitted batch."""
     return event_id in state.applied_ids
+
+
+def _behind_mark(state: ExperienceState, *, source: str | None, offset: int | None) -> bool:
+    return source is not None and offset is not None and offset <= state.offsets.get(source, -1)
 
 
 def _mark_applied(
@@ -180,7 +190,7 @@ def apply_touchpoint(
     at = event.occurred_at.timestamp()
     props = event.properties
     labels = {"channel": event.channel, "touchpoint": event.touchpoint or "none"}
-    applied = Applied()
+    applied = Applied(reordered=_behind_mark(state, source=source, offset=offset))
     sigs = applied.signals
     cid = state.customer_id
     eid = event.event_id

@@ -91,7 +91,7 @@ GATED_MAIN = (
 )
 
 
-def spawn_worker(settings, port: int, log: Path) -> subprocess.Popen:
+def spawn_worker(settings, port: int, log: Path, store: str) -> subprocess.Popen:
     """A worker process, loaded and waiting for ``go(proc)`` to start serving."""
     env = {
         **os.environ,
@@ -99,7 +99,7 @@ def spawn_worker(settings, port: int, log: Path) -> subprocess.Popen:
         "CXM_TOPIC_PREFIX": settings.topic_prefix,
         "CXM_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "CXM_SCORING_PORT": str(port),
-        "CXM_SCORING_TABLE_STORE": "memory://",
+        "CXM_SCORING_TABLE_STORE": store,
         "CXM_DATA_DIR": settings.data_dir,
         "CXM_LOG_LEVEL": "WARNING",
         # The restarted worker gets the killed one's partitions once its session expires:
@@ -137,14 +137,18 @@ async def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90) -> 
             await asyncio.sleep(0.3)
 
 
+# memory: the restarted worker rebuilds the table from the changelog alone; rocksdb (the
+# production default, rocksdict): it reopens the store the killed process left on disk (same
+# data directory, written up to some point before the kill) and catches up from the changelog.
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_kill_9_mid_stream_then_restart_equals_recomputation(
-    scoring_settings, publish, read_until, topics: Topics, tmp_path: Path
+    scoring_settings, publish, read_until, topics: Topics, tmp_path: Path, store: str
 ) -> None:
     events = build_events()
     log = tmp_path / "worker.log"
     port, restart_port = free_port(), free_port()
-    proc = first = spawn_worker(scoring_settings, port, log)
-    restarted = spawn_worker(scoring_settings, restart_port, log)
+    proc = first = spawn_worker(scoring_settings, port, log, store)
+    restarted = spawn_worker(scoring_settings, restart_port, log, store)
     try:
         go(proc)
         await wait_ready(port, proc)
