@@ -37,6 +37,8 @@ from cxm_alerting.stream.views import router as stream_router
 from cxm_shared.db import db_reachable, make_engine, migrate
 from cxm_shared.errors import ConfigurationError
 from cxm_shared.kafka import KafkaProbe, ensure_topics, make_producer
+from cxm_shared.openapi import document_error_responses
+from cxm_shared.outages import install_error_handlers
 from cxm_shared.telemetry import health_router
 from cxm_shared.topics import Topics
 
@@ -79,6 +81,27 @@ async def escalation_loop(app: FastAPI) -> None:
         await asyncio.sleep(settings.escalation_poll_seconds)
 
 
+async def repeat_loop(app: FastAPI) -> None:
+    """Reminders for alerts left open past their route's repeat_interval."""
+    settings: AlertingSettings = app.state.settings
+    while True:
+        try:
+            async with app.state.engine.begin() as conn:
+                repeats = await alerts_service.repeat_due(
+                    conn=conn, tree=app.state.tree, now=datetime.now(UTC)
+                )
+            for repeat in repeats:
+                for team in repeat.receivers:
+                    metrics.NOTIFICATIONS_REPEATED.labels(team).inc()
+            if any(repeat.outbox for repeat in repeats):
+                app.state.wakeup.notify()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("repeat pass failed")
+        await asyncio.sleep(settings.repeat_poll_seconds)
+
+
 def create_app(settings: AlertingSettings | None = None) -> FastAPI:
     settings = settings or AlertingSettings()
     topics = Topics(prefix=settings.topic_prefix)
@@ -87,7 +110,7 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
     engine = make_engine(database_url)
     tree = load_routing(settings)
     wakeup = Wakeup()
-    silence_cache = SilenceCache(refresh_seconds=settings.silence_refresh_seconds)
+    silence_cache = SilenceCache(refresh_seconds=settings.silence_refresh_seconds, engine=engine)
 
     async def database_check() -> bool:
         return await db_reachable(engine)
@@ -132,6 +155,7 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
             asyncio.create_task(signals.run(), name="signal-consumer"),
             asyncio.create_task(journey.run(), name="journey-consumer"),
             asyncio.create_task(escalation_loop(app), name="escalation"),
+            asyncio.create_task(repeat_loop(app), name="repeat"),
         ]
         try:
             yield
@@ -141,6 +165,7 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await silence_cache.close()
             await producer.stop()
             await probe.close()
             await engine.dispose()
@@ -161,6 +186,8 @@ def create_app(settings: AlertingSettings | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(silences_router)
     app.include_router(stream_router)
+    install_error_handlers(app)  # dependency down: 503; bad input: 422, not echoed
+    document_error_responses(app)
 
     @app.exception_handler(AlertingError)
     async def alerting_error(request: Request, exc: AlertingError) -> JSONResponse:

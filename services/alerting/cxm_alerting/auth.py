@@ -3,11 +3,12 @@ cannot send headers, so the SSE stream also accepts ``?token=``."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cxm_shared.credentials import matches_any
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -15,11 +16,24 @@ _bearer = HTTPBearer(auto_error=False)
 def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The API's routes: the token in the Authorization header only."""
+    _check(request, credentials.credentials if credentials is not None else None)
+
+
+def require_token_or_query(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: Annotated[str | None, Query(description="for EventSource clients only")] = None,
 ) -> None:
-    given = credentials.credentials if credentials is not None else token
+    """The SSE stream: EventSource cannot send headers, so ``?token=`` too (only here: a
+    token in a URL ends up in histories and proxy logs)."""
+    _check(request, credentials.credentials if credentials is not None else token)
+
+
+def _check(request: Request, given: str | None) -> None:
     valid = request.app.state.settings.api_token_list()
-    if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in valid):
+    if not matches_any(given, valid):
         raise HTTPException(
             status_code=401,
             detail="Authorization: a valid Bearer token is required",

@@ -40,6 +40,8 @@ class AlertingSettings(ServiceSettings):
     retry_max_seconds: float = Field(default=60.0, gt=0)
     retry_max_attempts: int = Field(default=6, ge=1)
     escalation_poll_seconds: float = Field(default=5.0, gt=0)
+    # How often open alerts are checked for a due repeat_interval reminder.
+    repeat_poll_seconds: float = Field(default=5.0, gt=0)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)

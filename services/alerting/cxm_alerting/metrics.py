@@ -40,3 +40,8 @@ TIME_TO_ACK = Histogram(
     buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
 )
 SLA_BREACHES = Counter("cxm_alerting_sla_breaches_total", "Acknowledgement SLAs missed", ["team"])
+NOTIFICATIONS_REPEATED = Counter(
+    "cxm_alerting_notifications_repeated_total",
+    "Reminders of alerts still open after their route's repeat_interval",
+    ["team"],
+)

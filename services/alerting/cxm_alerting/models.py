@@ -46,6 +46,9 @@ alerts = Table(
     Column("reopen_count", Integer, nullable=False, server_default="0"),
     Column("muted_by", Text),
     Column("history", JSONB, nullable=False, server_default="[]"),
+    # Next look of the repeat pass at an open alert; reminders sent (webhook-id suffix).
+    Column("repeat_at", DateTime(timezone=True)),
+    Column("repeat_count", Integer, nullable=False, server_default="0"),
 )
 
 # The outbox: pending notifications written in the same transaction as the decision.
@@ -113,4 +116,6 @@ journey = Table(
     Column("touchpoint", String(128)),
     Column("type", String(64), nullable=False),
     Column("identifiers", JSONB, nullable=False, server_default="{}"),
+    # [[merge_id, customer it came from], ...]: what an unmerge needs to move it back.
+    Column("merged_via", JSONB, nullable=False, server_default="[]"),
 )

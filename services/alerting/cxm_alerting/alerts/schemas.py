@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from cxm_alerting.routing.matchers import ALERT_LABELS
+
+# The label names a route can match on, so the API documents (and checks) them.
+LabelName = Literal[
+    "channel",
+    "customer_id",
+    "kind",
+    "region",
+    "segment",
+    "severity",
+    "team",
+    "touchpoint",
+    "value_tier",
+]
+assert set(get_args(LabelName)) == ALERT_LABELS, "LabelName must list ALERT_LABELS"
 
 
 class ActorIn(BaseModel):
@@ -22,7 +38,7 @@ class AssignIn(BaseModel):
 class RouteTestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    labels: dict[str, str] = Field(
+    labels: dict[LabelName, str] = Field(
         description="alert labels: kind, severity, channel, touchpoint, segment, value_tier, "
         "region, customer_id"
     )

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select, text, true, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cxm_alerting.config import AlertingSettings
 from cxm_alerting.errors import InvalidTransition, NotFound
-from cxm_alerting.journey.service import last_touchpoints
-from cxm_alerting.models import alerts, deliveries
+from cxm_alerting.journey.service import journey_view
+from cxm_alerting.models import alerts, deliveries, journey
 from cxm_alerting.notify.alerts import Alert
 from cxm_alerting.notify.escalation import decide_escalation, sla_deadline
 from cxm_alerting.notify.inhibition import Inhibitor
@@ -92,16 +93,85 @@ _EXISTING_ALERT = (
     .order_by((alerts.c.alert_id == bindparam("aid")).desc())
     .limit(1)
     .with_for_update()
+    .lateral("existing")
+)
+_RECENT = (
+    select(journey)
+    .where(journey.c.customer_id == bindparam("customer"))
+    .order_by(journey.c.occurred_at.desc())
+    .limit(bindparam("n"))
+    .subquery("recent")
+)
+
+
+def _recent(column: Any, name: str) -> Any:
+    return array_agg(aggregate_order_by(column, _RECENT.c.occurred_at.desc())).label(name)
+
+
+_JOURNEY_COLUMNS = ("event_id", "occurred_at", "channel", "touchpoint", "type", "identifiers")
+_JOURNEY_ARRAYS = select(
+    *(_recent(_RECENT.c[name], f"journey_{name}") for name in _JOURNEY_COLUMNS)
+).lateral("journey_arrays")
+# What a decision reads, in one round trip: the alert already held for the signal's (kind,
+# customer, window), row-locked, if any (its columns are NULL otherwise), and the customer's
+# last touchpoints as arrays (NULL when none).
+_DECISION_READ = select(_EXISTING_ALERT, _JOURNEY_ARRAYS).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("one")
+    .outerjoin(_EXISTING_ALERT, true())
+    .join(_JOURNEY_ARRAYS, true())
 )
 _INSERT_ALERT = alerts.insert()
-_INSERT_CLAIMED = (
-    deliveries.insert()
-    .values(
-        attempts=1,
-        next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease")),
-    )
-    .returning(deliveries.c.id, deliveries.c.created_at, sort_by_parameter_order=True)
+# The columns a new alert is written with (raise_from_signal sets exactly these).
+_NEW_ALERT_COLUMNS = (
+    "alert_id",
+    "kind",
+    "customer_id",
+    "status",
+    "severity",
+    "team",
+    "receivers",
+    "labels",
+    "group_key",
+    "window_start",
+    "assigned_at",
+    "sla_deadline",
+    "muted_by",
+    "repeat_at",
+    "payload",
+    "history",
+    "created_at",
+    "updated_at",
 )
+# Outbox rows written already claimed (attempt 1, leased): one per (receiver, channel, config).
+_CLAIMED_ROWS = (
+    "INSERT INTO alerting.deliveries"
+    " (alert_id, msg_id, receiver, channel, config_index, event, attempts, next_attempt_at)"
+    " SELECT :d_alert_id, :d_msg_id, d.receiver, d.channel, d.config_index, :d_event, 1,"
+    " now() + make_interval(secs => :d_lease)"
+    " FROM unnest(CAST(:d_receivers AS text[]), CAST(:d_channels AS text[]),"
+    " CAST(:d_indexes AS int[])) AS d(receiver, channel, config_index){guard}"
+    " RETURNING id, created_at, receiver, channel, config_index"
+)
+_INSERT_CLAIMED = text(_CLAIMED_ROWS.format(guard=""))
+_NEW_ALERT = (
+    "WITH new_alert AS (INSERT INTO alerting.alerts ("
+    + ", ".join(_NEW_ALERT_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f":{c}" for c in _NEW_ALERT_COLUMNS)
+    + "){conflict}) "
+)
+_NEW_ALERT_PARAMS = [bindparam(c, type_=alerts.c[c].type) for c in _NEW_ALERT_COLUMNS]
+# A new alert and its claimed rows in one statement (Postgres runs a data-modifying CTE
+# whether or not the statement reads it): one round trip less on the way to the receiver.
+_INSERT_ALERT_AND_CLAIMED = text(
+    _NEW_ALERT.format(conflict="") + _CLAIMED_ROWS.format(guard="")
+).bindparams(*_NEW_ALERT_PARAMS)
+# The same outside a transaction (fast path): if the alert exists, nothing is written.
+_INSERT_ALERT_IF_NEW_AND_CLAIMED = text(
+    _NEW_ALERT.format(conflict=" ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id")
+    + _CLAIMED_ROWS.format(guard=" CROSS JOIN new_alert")
+).bindparams(*_NEW_ALERT_PARAMS)
 
 
 def alert_labels(signal: Signal) -> dict[str, str]:
@@ -130,16 +200,14 @@ def _churn_reasons(signal: Signal) -> list[Any]:
     return list(reasons) if isinstance(reasons, list) else [reasons]
 
 
-async def _content(
+def _content(
     *,
-    conn: AsyncConnection,
     signal: Signal,
     settings: AlertingSettings,
     previous: dict[str, Any] | None,
+    touchpoints: list[dict[str, Any]],
+    identifiers: dict[str, str],
 ) -> dict[str, Any]:
-    touchpoints, identifiers = await last_touchpoints(
-        conn=conn, customer_id=signal.customer_id, limit=settings.journey_size
-    )
     evidence = list((previous or {}).get("evidence") or [])
     evidence.append(evidence_entry(signal))
     scores = dict((previous or {}).get("scores") or {})
@@ -183,13 +251,21 @@ async def _enqueue(
     resolved_only: bool = False,
     claim_lease: float | None = None,
     routes: Mapping[str, Route] | None = None,
+    stream: bool = True,
+    new_alert: dict[str, Any] | None = None,
+    only_if_new: bool = False,
 ) -> tuple[int, list[str], tuple[Handoff, ...]]:
-    """Outbox rows for every channel of ``receivers`` and an event on each SSE team stream.
+    """Outbox rows for every channel of ``receivers`` and (with ``stream``) an event on each
+    SSE team stream.
 
     Receivers whose route (in ``routes``) sets a group_wait get rows held back for their
     aggregation group's flush instead. With ``claim_lease`` the other rows are written already
     claimed (attempt 1, leased) and returned
     as hand-offs, so the worker can send them right after commit without a claim round trip.
+    ``new_alert`` (the values of an alert not inserted yet) is inserted by the same statement
+    as those claimed rows when there are any: one round trip less on the way to the receiver.
+    With ``only_if_new`` that statement writes nothing if the alert exists, and
+    :class:`_AlertExists` is raised.
     """
     rows: list[dict[str, Any]] = []
     grouped: list[dict[str, Any]] = []
@@ -206,7 +282,12 @@ async def _enqueue(
         for index, mail in enumerate(receiver.email_configs):
             if not resolved_only or mail.send_resolved:
                 target.append(dict(channel="email", config_index=index, receiver=name))
-        if receiver.sse:
+    if new_alert is not None and not (rows and claim_lease is not None):
+        await conn.execute(_INSERT_ALERT, new_alert)
+        new_alert = None
+    for name in receivers:
+        receiver = tree.receivers.get(name)
+        if receiver is not None and receiver.sse and stream:
             await append_event(conn=conn, team=name, event=event, alert_id=alert, data=view)
             streamed.append(name)
     for row in grouped:
@@ -226,12 +307,27 @@ async def _enqueue(
     if claim_lease is None:
         await conn.execute(deliveries.insert(), rows)
         return len(rows) + len(grouped), streamed, ()
-    claimed = (
-        await conn.execute(_INSERT_CLAIMED, [dict(r, lease=claim_lease) for r in rows])
-    ).all()
+    params = {
+        "d_alert_id": alert,
+        "d_msg_id": msg_id,
+        "d_event": event,
+        "d_lease": float(claim_lease),
+        "d_receivers": [r["receiver"] for r in rows],
+        "d_channels": [r["channel"] for r in rows],
+        "d_indexes": [r["config_index"] for r in rows],
+    }
+    statement = _INSERT_CLAIMED
+    if new_alert is not None:
+        statement = _INSERT_ALERT_IF_NEW_AND_CLAIMED if only_if_new else _INSERT_ALERT_AND_CLAIMED
+        params.update({c: new_alert[c] for c in _NEW_ALERT_COLUMNS})
+    result = await conn.execute(statement, params)
+    claimed = {(c.receiver, c.channel, c.config_index): c for c in result}
+    if only_if_new and not claimed:
+        raise _AlertExists(alert)
     handoff = tuple(
         Handoff(row=dict(r, id=c.id, created_at=c.created_at, attempts=1), view=view)
-        for r, c in zip(rows, claimed, strict=True)
+        for r in rows
+        for c in [claimed[(r["receiver"], r["channel"], r["config_index"])]]
     )
     return len(rows) + len(grouped), streamed, handoff
 
@@ -268,6 +364,23 @@ def _history(row_history: list[Any] | None, entry: dict[str, Any]) -> list[Any]:
     return [*(row_history or []), entry][-50:]
 
 
+def _pushes(tree: RoutingTree, name: str) -> bool:
+    """Whether ``name`` gets notifications that a reminder can repeat (webhook or email)."""
+    receiver = tree.receivers.get(name)
+    return receiver is not None and bool(receiver.webhook_configs or receiver.email_configs)
+
+
+def _first_repeat_at(
+    *, tree: RoutingTree, routes: Mapping[str, Route], receivers: Sequence[str], now: datetime
+) -> datetime | None:
+    """When the repeat pass should first look at an alert just notified to ``receivers``:
+    the shortest repeat_interval among its push receivers (None: nothing to remind)."""
+    intervals = [
+        routes[name].repeat_interval for name in receivers if name in routes and _pushes(tree, name)
+    ]
+    return now + min(intervals) if intervals else None
+
+
 async def raise_from_signal(
     *,
     conn: AsyncConnection,
@@ -277,24 +390,104 @@ async def raise_from_signal(
     now: datetime,
     silence_cache: silences_service.SilenceCache | None = None,
 ) -> Decision:
-    """Turn one signal into an alert decision: route, mute, upsert, enqueue notifications."""
+    """Turn one signal into an alert decision: route, mute, upsert, enqueue notifications.
+    Runs inside the caller's transaction."""
+    decision = await _decide(
+        conn=conn,
+        signal=signal,
+        tree=tree,
+        settings=settings,
+        now=now,
+        silence_cache=silence_cache,
+        fast=False,
+    )
+    assert decision is not None  # only the fast path declines
+    return decision
+
+
+async def raise_from_signal_fast(
+    *,
+    conn: AsyncConnection,
+    signal: Signal,
+    tree: RoutingTree,
+    settings: AlertingSettings,
+    now: datetime,
+    silence_cache: silences_service.SilenceCache | None = None,
+) -> Decision | None:
+    """The common case in two round trips on an autocommit connection, or None when the
+    signal needs :func:`raise_from_signal` in a transaction.
+
+    The common case is a new, unmuted alert whose receivers are notified only by webhook or
+    email right away (no SSE stream, no group_wait): one read, then one statement that writes
+    the alert and its claimed outbox rows together, so they still commit atomically. An alert
+    inserted meanwhile by another process (same id) makes it decline, as does an existing
+    alert (which needs its row lock); a duplicate signal is answered from the read.
+    """
+    return await _decide(
+        conn=conn,
+        signal=signal,
+        tree=tree,
+        settings=settings,
+        now=now,
+        silence_cache=silence_cache,
+        fast=True,
+    )
+
+
+class _AlertExists(Exception):
+    """The fast path's alert insert found the alert already there."""
+
+
+def _notified_at_once(
+    *, tree: RoutingTree, receivers: Sequence[str], routes: Mapping[str, Route]
+) -> bool:
+    """Receivers notified only through outbox rows sent right away (webhook, email)."""
+    for name in receivers:
+        receiver = tree.receivers.get(name)
+        if receiver is None or receiver.sse:
+            return False
+        route = routes.get(name)
+        if route is not None and route.groups_notifications:
+            return False
+    return any(_pushes(tree, name) for name in receivers)
+
+
+async def _decide(
+    *,
+    conn: AsyncConnection,
+    signal: Signal,
+    tree: RoutingTree,
+    settings: AlertingSettings,
+    now: datetime,
+    silence_cache: silences_service.SilenceCache | None,
+    fast: bool,
+) -> Decision | None:
     window = timedelta(seconds=settings.alert_window_seconds)
     start = window_start(at=signal.occurred_at, window=window)
     aid = make_alert_id(kind=signal.kind, customer_id=signal.customer_id, window_start=start)
     # The same (kind, customer, window) may already be held under another id: an alert
     # re-keyed from a customer merged into this one keeps its id (and webhook-id).
-    existing = (
+    read = (
         await conn.execute(
-            _EXISTING_ALERT,
-            {"aid": aid, "customer": signal.customer_id, "kind": signal.kind, "start": start},
+            _DECISION_READ,
+            {
+                "aid": aid,
+                "customer": signal.customer_id,
+                "kind": signal.kind,
+                "start": start,
+                "n": settings.journey_size,
+            },
         )
-    ).first()
+    ).one()
+    existing = read if read.alert_id is not None else None
     if existing is not None:
         aid = existing.alert_id
     if existing is not None and any(
         e.get("signal_id") == signal.signal_id for e in existing.payload.get("evidence") or []
     ):
         return Decision(aid, "duplicate", signal.kind, existing.team)
+    if fast and existing is not None:
+        return None
 
     labels = alert_labels(signal)
     explanation = explain(tree, labels)
@@ -304,6 +497,8 @@ async def raise_from_signal(
     routes: dict[str, Route] = {}
     for match in explanation.matches:
         routes.setdefault(match.receiver, match.route)
+    if fast and not _notified_at_once(tree=tree, receivers=receivers, routes=routes):
+        return None
     active = (
         await silence_cache.active(conn=conn, now=now)
         if silence_cache is not None
@@ -321,11 +516,15 @@ async def raise_from_signal(
         Inhibitor.build(rules=tree.inhibit_rules, alerts=sources),
     ]
     mute = first_mute(labels=labels, muters=muters, now=now)
-    content = await _content(
-        conn=conn,
+    touchpoints, identifiers = journey_view(
+        zip(*(getattr(read, f"journey_{name}") or () for name in _JOURNEY_COLUMNS), strict=True)
+    )
+    content = _content(
         signal=signal,
         settings=settings,
         previous=existing.payload if existing is not None else None,
+        touchpoints=touchpoints,
+        identifiers=identifiers,
     )
     record = {
         "at": now.isoformat(),
@@ -353,26 +552,36 @@ async def raise_from_signal(
             assigned_at=now,
             sla_deadline=None if mute else deadline,
             muted_by=mute.reason if mute else None,
+            repeat_at=None
+            if mute
+            else _first_repeat_at(tree=tree, routes=routes, receivers=receivers, now=now),
             payload={**content, "opened_at": now.isoformat()},
             history=[record],
             created_at=now,
             updated_at=now,
         )
-        await conn.execute(_INSERT_ALERT, values)
         if mute:
+            if fast:
+                return None
+            await conn.execute(_INSERT_ALERT, values)
             return Decision(aid, "suppressed", signal.kind, team, tuple(receivers), mute.kind.value)
         view = alert_view(values)
-        outbox, streamed, handoff = await _enqueue(
-            conn=conn,
-            tree=tree,
-            alert=aid,
-            receivers=receivers,
-            event="firing",
-            msg_id=aid,
-            view=view,
-            claim_lease=settings.delivery_lease_seconds,
-            routes=routes,
-        )
+        try:
+            outbox, streamed, handoff = await _enqueue(
+                conn=conn,
+                tree=tree,
+                alert=aid,
+                receivers=receivers,
+                event="firing",
+                msg_id=aid,
+                view=view,
+                claim_lease=settings.delivery_lease_seconds,
+                routes=routes,
+                new_alert=values,
+                only_if_new=fast,
+            )
+        except _AlertExists:
+            return None
         return Decision(
             aid,
             "opened",
@@ -420,6 +629,7 @@ async def raise_from_signal(
         resolved_by=None,
         sla_deadline=deadline,
         muted_by=None,
+        repeat_at=_first_repeat_at(tree=tree, routes=routes, receivers=receivers, now=now),
         reopen_count=count,
         payload={**existing.payload, **content, "opened_at": now.isoformat()},
         history=_history(existing.history, record),
@@ -496,7 +706,7 @@ async def get(*, conn: AsyncConnection, alert_id: str, lock: bool = False) -> An
     query = select(alerts).where(alerts.c.alert_id == alert_id)
     row = (await conn.execute(query.with_for_update() if lock else query)).first()
     if row is None:
-        raise NotFound(f"alert {alert_id} not found")
+        raise NotFound("alert not found")
     return row
 
 
@@ -662,6 +872,8 @@ async def escalate_due(
             sla_deadline=decision.next_deadline,
             sla_breaches=row.sla_breaches + len(breached),
             receivers=receivers,
+            # The repeat pass works out the new receiver's reminders (see repeat_due).
+            repeat_at=row.repeat_at if row.repeat_at is not None or not decision.escalate else now,
             history=_history(
                 row.history,
                 {
@@ -688,6 +900,117 @@ async def escalate_due(
                 view=view,
             )
         done.append(Escalation(row.alert_id, row.team, decision.receiver, breached))
+    return done
+
+
+# When an alert, or an aggregation group, was last notified to a receiver: the latest of its
+# outbox rows (sent, in flight, or given up on: a reminder goes out either way).
+_ALERT_NOTIFIED = text(
+    "SELECT receiver, max(coalesce(delivered_at, created_at)) AS at FROM alerting.deliveries"
+    " WHERE alert_id = :aid GROUP BY receiver"
+)
+_GROUP_NOTIFIED = text(
+    "SELECT max(coalesce(delivered_at, created_at)) FROM alerting.deliveries"
+    " WHERE group_key = :key AND receiver = :receiver"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    alert_id: str
+    receivers: tuple[str, ...]
+    outbox: int
+
+
+async def repeat_due(
+    *, conn: AsyncConnection, tree: RoutingTree, now: datetime, limit: int = 100
+) -> list[Repeat]:
+    """Remind receivers of alerts still open (not acknowledged) ``repeat_interval`` after
+    their last notification, as Alertmanager re-sends a group whose firing set did not change.
+
+    The clock is per receiver and per notification unit: the alert itself, or on a route that
+    groups notifications (group_wait) the alert's aggregation group, so any notification of the
+    group (a new member) restarts it, and members due together go out as one grouped message.
+    A reminder is an outbox row with event ``repeated`` and webhook-id
+    ``<alert id>.repeated<N>`` (N counts the alert's reminders); SSE streams get none, the
+    console already lists the alert. Acknowledged alerts are not repeated: someone owns them,
+    and the ack SLA/escalation covers the unacknowledged ones.
+    """
+    rows = (
+        await conn.execute(
+            select(alerts)
+            .where(alerts.c.status == OPEN, alerts.c.repeat_at <= now)
+            .order_by(alerts.c.repeat_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    done: list[Repeat] = []
+    # Groups reminded in this pass: their other members due now join the same flush.
+    reminded: set[tuple[str, str]] = set()
+    group_seen: dict[tuple[str, str], datetime | None] = {}
+    for row in rows:
+        explanation = explain(tree, row.labels)
+        routes: dict[str, Route] = {}
+        for match in explanation.matches:
+            routes.setdefault(match.receiver, match.route)
+        # A receiver reached through escalation is reminded on the alert's own route timing.
+        fallback = explanation.matches[0].route
+        notified = {
+            r.receiver: r.at for r in await conn.execute(_ALERT_NOTIFIED, {"aid": row.alert_id})
+        }
+        due: list[str] = []
+        upcoming: list[datetime] = []
+        for name in dict.fromkeys(row.receivers):
+            if not _pushes(tree, name):
+                continue
+            route = routes.get(name, fallback)
+            last = notified.get(name)
+            unit: tuple[str, str] | None = None
+            if name in routes and route.groups_notifications:
+                unit = (group_key(route=route, labels=row.labels), name)
+                if unit in reminded:
+                    due.append(name)
+                    upcoming.append(now + route.repeat_interval)
+                    continue
+                if unit not in group_seen:
+                    group_seen[unit] = (
+                        await conn.execute(_GROUP_NOTIFIED, {"key": unit[0], "receiver": name})
+                    ).scalar()
+                last = group_seen[unit] or last
+            at = (last or row.assigned_at or row.created_at) + route.repeat_interval
+            if at <= now:
+                due.append(name)
+                upcoming.append(now + route.repeat_interval)
+                if unit is not None:
+                    reminded.add(unit)
+            else:
+                upcoming.append(at)
+        values: dict[str, Any] = dict(repeat_at=min(upcoming) if upcoming else None)
+        if due:
+            count = row.repeat_count + 1
+            values.update(
+                repeat_count=count,
+                history=_history(
+                    row.history,
+                    {"at": now.isoformat(), "action": "repeated", "receivers": due, "n": count},
+                ),
+                updated_at=now,
+            )
+            view = alert_view({**dict(row._mapping), **values})
+            outbox, _, _ = await _enqueue(
+                conn=conn,
+                tree=tree,
+                alert=row.alert_id,
+                receivers=due,
+                event="repeated",
+                msg_id=f"{row.alert_id}.repeated{count}",
+                view=view,
+                routes=routes,
+                stream=False,
+            )
+            done.append(Repeat(row.alert_id, tuple(due), outbox))
+        await conn.execute(update(alerts).where(alerts.c.alert_id == row.alert_id).values(**values))
     return done
 
 

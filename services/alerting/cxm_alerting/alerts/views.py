@@ -90,7 +90,7 @@ async def route_test(request: Request, body: RouteTestIn) -> dict[str, Any]:
             + ", ".join(sorted(ALERT_LABELS)),
         )
     tree = request.app.state.tree
-    result = explain(tree, body.labels).as_dict()
+    result = explain(tree, {str(k): v for k, v in body.labels.items()}).as_dict()
     mutes = [
         {"inhibit_rule": index, "equal": rule.equal}
         for index, rule in enumerate(tree.inhibit_rules)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cxm_alerting import metrics
 from cxm_alerting.alerts.service import Handoff, alert_view
@@ -50,7 +50,9 @@ _CLAIM = text(
 _SET_GROUP_MSG_ID = text(
     "UPDATE alerting.deliveries SET group_msg_id = :msg WHERE id = ANY(CAST(:ids AS bigint[]))"
 )
-_RECORD_COALESCE_SECONDS = 0.05
+# Off the path to the receiver: a longer coalescing window means fewer statements per
+# delivery; an unrecorded success is only re-sent (same webhook-id) if the process dies.
+_RECORD_COALESCE_SECONDS = 0.2
 _MARK_SENT = text(
     "UPDATE alerting.deliveries AS d SET status = 'sent', delivered_at = v.at, last_error = NULL"
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at)"
@@ -94,6 +96,7 @@ class DeliveryWorker:
         # Successful attempts waiting to be marked sent: (delivery id, delivered at).
         self._sent: list[tuple[int, datetime]] = []
         self._sent_ready = asyncio.Event()
+        self._record_conn: AsyncConnection | None = None
 
     def submit(self, handoffs: tuple[Handoff, ...]) -> None:
         """Start deliveries claimed in a just-committed decision (see :class:`Handoff`)."""
@@ -122,7 +125,10 @@ class DeliveryWorker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
+            # Possibly cancelled mid-statement: the last records go over a fresh connection.
+            await self._close_record_conn(broken=True)
             await asyncio.shield(self._flush_sent())
+            await self._close_record_conn()
             await self._client.aclose()
 
     async def _record_sent_loop(self) -> None:
@@ -143,14 +149,48 @@ class DeliveryWorker:
         if not batch:
             return
         try:
-            async with self._engine.begin() as conn:
+            conn = await self._recorder()
+            try:
                 await conn.execute(
                     _MARK_SENT,
                     {"ids": [i for i, _ in batch], "ats": [at for _, at in batch]},
                 )
+            except Exception:
+                await self._close_record_conn(broken=True)
+                raise
         finally:
             for delivery_id, _ in batch:
                 self._busy.discard(delivery_id)
+
+    async def _recorder(self) -> AsyncConnection:
+        """The recorder's own connection: autocommit, one round trip per batch, and commits
+        that do not wait for the WAL flush. A record lost to a PostgreSQL crash only means the
+        delivery is sent again after its lease, with the same webhook-id."""
+        if self._record_conn is None:
+            conn = await self._engine.connect()
+            try:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("SET synchronous_commit TO off")
+            except Exception:
+                await conn.invalidate()
+                await conn.close()
+                raise
+            self._record_conn = conn
+        return self._record_conn
+
+    async def _close_record_conn(self, *, broken: bool = False) -> None:
+        conn, self._record_conn = self._record_conn, None
+        if conn is None:
+            return
+        try:
+            if broken:
+                await conn.invalidate()
+            else:
+                await conn.exec_driver_sql("RESET synchronous_commit")
+        except Exception:
+            log.warning("closing the delivery recorder's connection failed")
+        finally:
+            await conn.close()
 
     async def _claim(self) -> list[list[dict[str, Any]]]:
         """Claim due deliveries; rows of one aggregation group due together become one

@@ -99,18 +99,19 @@ def parse_matcher(text: str, *, known_labels: Iterable[str] | None = ALERT_LABEL
     ``known_labels=None`` accepts any label name.
     """
     if not isinstance(text, str):
-        raise MatcherSyntaxError(f"matcher must be a string like 'kind=\"x\"', got {text!r}")
+        raise MatcherSyntaxError(
+            f"matcher must be a string like 'kind=\"x\"', got {type(text).__name__}"
+        )
     parsed = _SYNTAX.fullmatch(text)
     if parsed is None:
         raise MatcherSyntaxError(
-            f'invalid matcher {text!r}: expected name="value", name!="value", '
-            'name=~"regex" or name!~"regex"'
+            # The matcher is not echoed (here or below): its value may be personal data.
+            'invalid matcher: expected name="value", name!="value", name=~"regex" or name!~"regex"'
         )
     name = parsed.group("name")
     if known_labels is not None and name not in known_labels:
         raise MatcherSyntaxError(
-            f"unknown label {name!r} in matcher {text!r}; alert labels are: "
-            + ", ".join(sorted(known_labels))
+            f"unknown label {name!r}; alert labels are: " + ", ".join(sorted(known_labels))
         )
     op = MatchOp(parsed.group("op"))
     value = _unquote(parsed.group("value"))
@@ -119,7 +120,7 @@ def parse_matcher(text: str, *, known_labels: Iterable[str] | None = ALERT_LABEL
         try:
             regex = re.compile(value)
         except re.error as exc:
-            raise MatcherSyntaxError(f"invalid regex {value!r} in matcher {text!r}: {exc}") from exc
+            raise MatcherSyntaxError(f"invalid regex {value!r}: {exc}") from exc
     return Matcher(name=name, op=op, value=value, _regex=regex)
 
 

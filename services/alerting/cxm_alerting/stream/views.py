@@ -10,10 +10,12 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse
 
-from cxm_alerting.auth import require_token
+from cxm_alerting.auth import require_token_or_query
 from cxm_alerting.stream.service import events_after, wait_for
 
-router = APIRouter(prefix="/v1/teams", tags=["stream"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1/teams", tags=["stream"], dependencies=[Depends(require_token_or_query)]
+)
 
 
 @router.get(
