@@ -27,15 +27,16 @@ random per platform):
 - the alerts in the alerting API: the set of (customer, kind) is the same, and for the kinds
   one triggering event raises (detractor, negative feedback, low CSAT, high effort) so is
   their number per customer — a signal replayed after the kill must not become a second
-  alert, and none may be missing. churn_risk_high follows the state and can fire more than
-  once depending on how events were batched: only whether it fired.
+  alert, and none may be missing.
 
 Not compared: customer ids and ``merged_ids`` (provisional profiles merged along the way
 depend on processing order), decile/RFM segments and their segment_entered/segment_exited
 alerts (cut points are republished every few seconds from whichever worker owns a partition,
-so when a customer crosses one depends on timing, not on the stream), and churn_risk_rising
-(a jump between two successive score snapshots: one snapshot per customer per batch, so it
-depends on how events were batched).
+so when a customer crosses one depends on timing, not on the stream), churn_risk_rising
+and churn_risk_high (the risk after each event crossing a line: it depends on the state the
+event met, and that depends on the path — which provisional profiles held which events before
+they were merged, and when the recency reference of the RFM cut points moved — so one run can
+cross the line on the way where the other does not; the final churn risk is compared).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from cxm_shared.kafka import make_consumer
 from cxm_sim.journeys import SimConfig, World
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -60,6 +63,7 @@ CUSTOMERS = 50
 WEEKS = 2
 BATCH = 100
 KILL_AFTER = 0.4  # share of the stream sent before the kill
+SETTLE_S = 300  # after the last event: every event scored (a loaded 2-core box needs minutes)
 KINDS = (
     "churn_risk_high",
     "churn_risk_rising",
@@ -74,12 +78,12 @@ KINDS = (
 # customer is fixed by the stream. The others follow the state (a segment entered, the churn
 # risk crossing a line) and may fire more than once: only whether they fired is compared.
 PER_EVENT = {"detractor", "negative_feedback", "low_csat", "high_effort"}
-# churn_risk_rising (a jump between two successive snapshots) and segment_entered/exited
-# (decile and RFM cut points republished every few seconds) depend on how events were
-# batched and on timing, not only on the stream: left out.
-COMPARED = PER_EVENT | {"churn_risk_high"}
-# The scoring workers' group session: how soon a killed worker's partitions move (the
-# profile service has no such setting: faust's default of 60 s applies).
+# churn_risk_high/rising (the risk on the way, which depends on the merge path and on when
+# cut points moved) and segment_entered/exited (decile and RFM cut points republished every
+# few seconds) depend on processing order and timing, not only on the stream: left out.
+COMPARED = PER_EVENT
+# The stream workers' group session (profile and scoring read the same variables): how soon
+# a killed worker's partitions move to the survivor.
 SCORING_ENV = {"CXM_BROKER_SESSION_TIMEOUT_S": "10", "CXM_BROKER_HEARTBEAT_INTERVAL_S": "1"}
 
 
@@ -145,8 +149,78 @@ async def profiles_of(
     return out
 
 
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of a topic, from the start to its current end."""
+    consumer = make_consumer(bootstrap, topic, group_id=None)
+    await consumer.start()
+    try:
+        out: list[Any] = []
+        end = await consumer.end_offsets(list(consumer.assignment()))
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < off for tp, off in end.items()])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def latest_values(bootstrap: str, topic: str) -> dict[str, dict[str, Any] | None]:
+    """The newest value per key of a topic (None: a tombstone), read from the start."""
+    return {
+        r.key.decode(): None if r.value is None else orjson.loads(r.value)
+        for r in await read_all(bootstrap, topic)
+    }
+
+
+async def mentions(bootstrap: str, topic: str, cid: str) -> list[str]:
+    """What the records of ``topic`` naming ``cid`` say (kind/op and the ids involved)."""
+    found = []
+    for r in await read_all(bootstrap, topic):
+        if r.value is not None and cid.encode() in r.value:
+            v = orjson.loads(r.value)
+            what = v.get("kind") or v.get("op")
+            found.append(
+                f"{what} {v.get('loser_id') or v.get('loser')} -> "
+                f"{v.get('winner_id') or v.get('winner')} @{r.partition}:{r.offset}"
+            )
+    return found
+
+
+async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> dict[str, Any]:
+    """Per customer id: events_applied in scoring's table (its changelog's newest value) and
+    on the scores topic, to tell which layer kept an older count."""
+    changelog = f"{platform.prefix}cxm-scoring-experience_by_customer-changelog"
+    table = await latest_values(bootstrap, changelog)
+    scores = await latest_values(bootstrap, f"{platform.prefix}cx.scores")
+
+    def applied(value: dict[str, Any] | None) -> Any:
+        if value is None:
+            return None
+        return value.get("events_applied", {k: v for k, v in value.items() if k != "exported"})
+
+    identity = f"{platform.prefix}cx.identity.merges"
+    handoff = f"{platform.prefix}cxm-scoring-handoff"
+    return {
+        c: {
+            "table": applied(table.get(c)),
+            "scores_topic": applied(scores.get(c)),
+            "identity_topic": await mentions(bootstrap, identity, c),
+            "handoff_topic": await mentions(bootstrap, handoff, c),
+        }
+        for c in cids
+    }
+
+
 async def settled(
-    platform: Any, customers: dict[int, list[Ident]], expected: Counter[int], total: int
+    platform: Any,
+    customers: dict[int, list[Ident]],
+    expected: Counter[int],
+    total: int,
+    bootstrap: str,
 ) -> None:
     """Every event is applied to the scores of the profile it resolved to."""
     applied: dict[int, int] = {}
@@ -163,22 +237,35 @@ async def settled(
         return sum(applied.values()) >= total
 
     try:
-        await platform.until(all_scored, timeout=150, what="every event scored")
+        await platform.until(all_scored, timeout=SETTLE_S, what="every event scored")
     except AssertionError as exc:
         off = {i: (applied.get(i, 0), n) for i, n in expected.items() if applied.get(i, 0) != n}
         # Where they were lost: events in the profiles' timelines were resolved (profile
         # service) and their scores not applied (scoring service).
         timelines: dict[int, int] = {}
+        short: dict[int, dict[str, Any]] = {}
         for index in off:
-            for cid in (await profiles_of(platform, {index: customers[index]}))[index]:
+            for cid, entry in (await profiles_of(platform, {index: customers[index]}))[
+                index
+            ].items():
+                profile = entry["profile"] or {}
+                short.setdefault(index, {})[cid] = {
+                    "profile_api": (profile.get("scores") or {}).get("events_applied"),
+                    "merged_ids": profile.get("merged_ids"),
+                }
                 response = await platform.api["profile"].get(
                     f"/v1/profiles/{cid}/timeline", params={"limit": 100}
                 )
                 if response.status_code == 200:
                     timelines[index] = timelines.get(index, 0) + len(response.json()["items"])
+        ids = {c for by in short.values() for c in by} | {
+            m for by in short.values() for e in by.values() for m in e["merged_ids"] or []
+        }
+        layers = await where_scores_stand(platform, bootstrap, ids)
         raise AssertionError(
             f"{exc}\n(customer: (scores.events_applied, sent)) {off}"
             f"\n(customer: events in timeline) {timelines}"
+            f"\n(customer: profile API vs scoring table vs scores topic) {short}\n{layers}"
         ) from None
 
 
@@ -243,16 +330,18 @@ async def what_a_user_sees(
     return {"profiles": profiles, "scores": scores, "alerts": set(keyed), "per_event": per_event}
 
 
-async def one_worker_each(launch: Any, events, customers, expected) -> dict[str, Any]:
+async def one_worker_each(
+    launch: Any, bootstrap: str, events, customers, expected
+) -> dict[str, Any]:
     async with launch(**SCORING_ENV) as launched:
         platform = launched.platform
         await send(platform, events)
-        await settled(platform, customers, expected, len(events))
+        await settled(platform, customers, expected, len(events), bootstrap)
         return await what_a_user_sees(platform, customers, expected)
 
 
 async def two_workers_each_one_killed(
-    launch: Any, events, customers, expected
+    launch: Any, bootstrap: str, events, customers, expected
 ) -> tuple[dict[str, Any], dict[str, float]]:
     async with launch(workers={"profile": 2, "scoring": 2}, **SCORING_ENV) as launched:
         platform = launched.platform
@@ -288,20 +377,22 @@ async def two_workers_each_one_killed(
         assert 0 < scored_at_kill < len(events), seen
 
         await send(platform, events[cut:])
-        await settled(platform, customers, expected, len(events))
+        await settled(platform, customers, expected, len(events), bootstrap)
         for worker in (launched.of("profile")[0], launched.of("scoring")[0]):
             assert worker.process.proc.poll() is None, worker.process.tail()
         return await what_a_user_sees(platform, customers, expected), seen
 
 
 @pytest.mark.skip(
-    reason="known bug, issue 8: with two profile + two scoring workers and one of each "
-    "SIGKILLed mid-stream, some customers' scores stay below the events they were sent "
-    "(timelines complete, so the loss is in scoring's recovery/hand-off or profile's "
-    "scores consumer); once an event was applied twice. Failed 4 of 5 runs. Unskip once fixed."
+    reason="known bug, issue 8: about 1 run in 7 (under heavy machine load) a merge is not "
+    "applied by scoring - the identity change is on cx.identity.merges and scoring's export "
+    "hand-off message is on its topic, but it was never processed (loser state intact, no "
+    "import): a message lost in faust's consumption around a rebalance. Profiles, timelines "
+    "and every other event agree. The failure message shows each layer. Unskip once fixed."
 )
+@pytest.mark.timeout(1200)
 async def test_two_workers_with_one_killed_give_the_same_profiles_scores_and_alerts(
-    launch_platform,
+    launch_platform, kafka_bootstrap: str
 ) -> None:
     events, customers, expected = stream()
     assert len(customers) >= 40
@@ -309,9 +400,13 @@ async def test_two_workers_with_one_killed_give_the_same_profiles_scores_and_ale
     started = time.monotonic()
     # Side by side (a failure in one cancels the other, which stops its processes).
     async with asyncio.TaskGroup() as both:
-        a = both.create_task(one_worker_each(launch_platform, events, customers, expected))
+        a = both.create_task(
+            one_worker_each(launch_platform, kafka_bootstrap, events, customers, expected)
+        )
         b = both.create_task(
-            two_workers_each_one_killed(launch_platform, events, customers, expected)
+            two_workers_each_one_killed(
+                launch_platform, kafka_bootstrap, events, customers, expected
+            )
         )
     single, (scaled, seen) = a.result(), b.result()
     print(f"{len(events)} events; at the kill: {seen}; {time.monotonic() - started:.0f}s")
