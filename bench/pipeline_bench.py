@@ -71,6 +71,8 @@ LATENCY_WINDOW_S = 10.0
 PROBES_PER_S = 4
 POLL_S = 0.02
 BASELINE_S = 8.0
+PARTITIONS = 4
+SCALED = ("profile", "scoring")  # the stream services a scale-out run doubles
 GOALS = {"events_per_s": 10_000, "p99_score_ms": 100, "p99_alert_ms": 250}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -256,9 +258,15 @@ async def metric_sum(client: httpx.AsyncClient, url: str, *names: str) -> float:
 
 
 class Pipeline:
-    def __init__(self, urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]]) -> None:
-        self.urls = urls
-        self.procs = procs
+    def __init__(
+        self,
+        urls: dict[str, str],
+        procs: dict[str, subprocess.Popen[bytes]],
+        worker_urls: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.urls = urls  # each service's first process
+        self.procs = procs  # by label: "profile", "profile-2", ...
+        self.worker_urls = worker_urls or {name: [url] for name, url in urls.items()}
         self.http = httpx.AsyncClient(
             timeout=30, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
@@ -274,18 +282,24 @@ class Pipeline:
         )
 
     async def scored(self) -> float:
-        return await metric_sum(
-            self.http,
-            self.urls["scoring"],
-            "cxm_scoring_events_scored_total{",
-            "cxm_scoring_events_skipped_total{",
+        names = ("cxm_scoring_events_scored_total{", "cxm_scoring_events_skipped_total{")
+        return sum(
+            [await metric_sum(self.http, url, *names) for url in self.worker_urls["scoring"]]
         )
 
     async def resolved(self) -> float:
-        return await metric_sum(self.http, self.urls["profile"], "cxm_profile_events_total{")
+        names = ("cxm_profile_events_total{",)
+        return sum(
+            [await metric_sum(self.http, url, *names) for url in self.worker_urls["profile"]]
+        )
 
     def cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+        """CPU seconds per service (all its processes)."""
+        out: dict[str, float] = {}
+        for label, p in self.procs.items():
+            service = label.split("-")[0]
+            out[service] = out.get(service, 0.0) + cpu_seconds(p.pid)
+        return out
 
     async def post(self, body: bytes, counts: dict[str, int]) -> None:
         try:
@@ -551,7 +565,9 @@ async def bare_ping(prefix: str, database_url: str, rate: float) -> dict[str, An
 # -- main ----------------------------------------------------------------------------------------
 
 
-async def run() -> dict[str, Any]:
+async def run(workers: int = 1) -> dict[str, Any]:
+    """The whole benchmark with one process per service (``workers=1``), or only the
+    throughput stages with ``workers`` profile and scoring workers (ingest and alerting: one)."""
     started = time.monotonic()
     load_before = load()
     run_id = uuid.uuid4().hex[:8]
@@ -562,8 +578,20 @@ async def run() -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="cxm-pipeline-bench-"))
     (home / "data").mkdir()
     (home / "routing.yaml").write_text(routing_yaml(receiver.base_url))
-    ports = {name: free_port() for name in SERVICES}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    counts_of = {name: workers if name in SCALED else 1 for name in SERVICES}
+    labels = [
+        name if i == 1 else f"{name}-{i}"
+        for name in SERVICES
+        for i in range(1, counts_of[name] + 1)
+    ]
+    ports = {label: free_port() for label in labels}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES}
+    worker_urls = {
+        name: [
+            f"http://127.0.0.1:{ports[label]}" for label in labels if label.split("-")[0] == name
+        ]
+        for name in SERVICES
+    }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     result: dict[str, Any] = {}
     try:
@@ -574,28 +602,32 @@ async def run() -> dict[str, Any]:
                 CXM_KAFKA_BOOTSTRAP=BOOTSTRAP,
                 CXM_DATABASE_URL=database_url,
                 CXM_TOPIC_PREFIX=prefix,
-                CXM_TOPIC_PARTITIONS="2",
-                CXM_DATA_DIR=str(home / "data"),
+                CXM_TOPIC_PARTITIONS=str(PARTITIONS),
                 CXM_ROUTING_CONFIG=str(home / "routing.yaml"),
                 CXM_WEBHOOK_SECRETS=json.dumps({"BENCH_WEBHOOK_SECRET": SECRET}),
                 CXM_PROFILE_BASE_URL=urls["profile"],
                 CXM_PUBLIC_BASE_URL=urls["alerting"],
-                **{f"CXM_{n.upper()}_PORT": str(p) for n, p in ports.items()},
+                **{f"CXM_{n.upper()}_PORT": str(ports[n]) for n in SERVICES},
             )
-            for name in SERVICES:
-                procs[name] = spawn(name, env, home / f"{name}.log")
-            pipe = Pipeline(urls, procs)
+            for label in labels:
+                name = label.split("-")[0]
+                data = home / f"data-{label}"
+                data.mkdir()
+                own = {"CXM_DATA_DIR": str(data), f"CXM_{name.upper()}_PORT": str(ports[label])}
+                procs[label] = spawn(name, env | own, home / f"{label}.log")
+            pipe = Pipeline(urls, procs, worker_urls)
             try:
-                for name in SERVICES:
+                for label in labels:
+                    url = f"http://127.0.0.1:{ports[label]}"
                     deadline = time.monotonic() + 120
                     while True:
-                        if procs[name].poll() is not None:
-                            raise RuntimeError(f"{name} exited; see {home / name}.log")
+                        if procs[label].poll() is not None:
+                            raise RuntimeError(f"{label} exited; see {home / label}.log")
                         with contextlib.suppress(httpx.HTTPError):
-                            if (await pipe.http.get(f"{urls[name]}/readyz")).status_code == 200:
+                            if (await pipe.http.get(f"{url}/readyz")).status_code == 200:
                                 break
                         if time.monotonic() > deadline:
-                            raise RuntimeError(f"{name} not ready; see {home / name}.log")
+                            raise RuntimeError(f"{label} not ready; see {home / label}.log")
                         await asyncio.sleep(0.25)
                 startup_s = time.monotonic() - started
                 # Warm-up: every consumer has its partitions and a first batch went through.
@@ -618,6 +650,16 @@ async def run() -> dict[str, Any]:
                 kept = [s for s in stages if s["kept_up"]]
                 sustainable = max((s["offered_events_per_s"] for s in kept), default=None)
                 capacity = max(s["scored_events_per_s_in_window"] for s in stages)
+                if workers != 1:
+                    return {
+                        "workers": {"profile": workers, "scoring": workers},
+                        "partitions": PARTITIONS,
+                        "stages": stages,
+                        "sustainable_events_per_s": sustainable,
+                        "max_scored_events_per_s_observed": capacity,
+                        "loadavg_before": load_before,
+                        "loadavg_after": load(),
+                    }
                 lat_rate = 0.5 * (sustainable or stages[0]["offered_events_per_s"])
                 # Any backlog left by an overloaded stage would sit in front of the probes.
                 target = base + counts["accepted"] + sum(s["accepted"] for s in stages)
@@ -647,7 +689,8 @@ async def run() -> dict[str, Any]:
             "note": "Kafka, PostgreSQL, the four services and this generator share the cores",
         },
         "setup": {
-            "services": "python -m cxm_<service>, one process each, CXM_TOPIC_PARTITIONS=2",
+            "services": "python -m cxm_<service>, one process each, "
+            f"CXM_TOPIC_PARTITIONS={PARTITIONS}",
             "generator": f"open loop, {BATCH} events per POST /v1/events/batch, httpx",
             "event_mix": "50% page_view, 25% purchase, 10% support_contact, 15% NPS 7-10 "
             f"survey over {CUSTOMERS} customers; probes: new customer, NPS 1 angry comment",
@@ -705,6 +748,22 @@ def main() -> None:
     except ImportError:
         pass
     result = asyncio.run(run())
+    # Scale-out: the same throughput stages with two profile and two scoring workers (the
+    # stream services; ingest and alerting stay one process), beside the one-worker figures.
+    two = asyncio.run(run(workers=2))
+    one = result["throughput"]
+    result["scale_out"] = {
+        "note": "same stages and partitions; on a 2-core machine a second worker mostly "
+        "competes for the same cores, so this shows that work spreads, not more capacity",
+        "one_worker": {
+            "sustainable_events_per_s": one["sustainable_events_per_s"],
+            "max_scored_events_per_s_observed": one["max_scored_events_per_s_observed"],
+        },
+        "two_workers": two,
+        "ratio_max_scored_two_to_one": _ratio(
+            two["max_scored_events_per_s_observed"], one["max_scored_events_per_s_observed"]
+        ),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {RESULTS}")
