@@ -63,3 +63,13 @@ lint: sync ## ruff (lint + format check)
 bench: ## run the benchmarks; results land in bench/results/
 	@bash deploy/local/bench.sh
 
+# At least 200,000 simulated events while every service is SIGKILLed again and again and the
+# broker and the database are killed and restarted once each, all on a private Kafka and
+# PostgreSQL (tools/chaos/README.md). Smaller: make chaos CHAOS_ARGS="--customers 300 --weeks 4"
+CHAOS_ARGS ?= --customers 3000 --weeks 10 --rate 150 --kill-rounds 5 --drain-timeout 900
+
+.PHONY: chaos
+chaos: sync ## fault injection under load (kill -9); report in bench/results/chaos.json and .md
+	@bash deploy/local/kafka.sh install && bash deploy/local/postgres.sh install
+	@$(PY) -m cxm_chaos $(CHAOS_ARGS)
+

@@ -1,0 +1,1 @@
+"""Fault-injection harness: the platform under SIGKILL, broker and database restarts."""

@@ -1,0 +1,3 @@
+from cxm_chaos.cli import main
+
+raise SystemExit(main())
