@@ -188,11 +188,11 @@ async def test_routes_answer_503_while_postgres_is_down_and_recover(
     baseline = await answers(stack, checks)
     assert all(s == p.ok for p, s, _, _ in baseline), describe(baseline)
 
-    await asyncio.to_thread(private_infra.run, "postgres", "stop")
+    await asyncio.to_thread(private_infra.stop_postgres)
     try:
         await check_outage(stack, checks, "postgres")
     finally:
-        await asyncio.to_thread(private_infra.run, "postgres", "start")
+        await asyncio.to_thread(private_infra.start_postgres)
     took = await recovered(stack, checks, "PostgreSQL")
     print(f"recovered {took:.1f}s after PostgreSQL came back")
     # The events accepted during the outage were resolved once the database was back.
@@ -208,7 +208,7 @@ async def test_routes_answer_503_while_kafka_is_down_and_recover(
     victim, victim_email = await known_customer(stack)
     checks = probes(customer_id, email)
 
-    await asyncio.to_thread(private_infra.run, "kafka", "stop")
+    await asyncio.to_thread(private_infra.stop_kafka)
     try:
         await check_outage(stack, checks, "kafka")
         # An erasure is committed in PostgreSQL with its announcement in the outbox: it is
@@ -218,7 +218,7 @@ async def test_routes_answer_503_while_kafka_is_down_and_recover(
         assert erased.status_code == 200, erased.text
         assert time.monotonic() - started < ANSWER_WITHIN_S
     finally:
-        await asyncio.to_thread(private_infra.run, "kafka", "start")
+        await asyncio.to_thread(private_infra.start_kafka)
     took = await recovered(stack, checks, "Kafka")
     print(f"recovered {took:.1f}s after Kafka came back")
     # The pipeline flows again end to end: a new event reaches the profile API.
