@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -196,8 +198,36 @@ async def test_journey_across_four_channels_is_one_profile_with_scores_and_segme
     assert profile["segments"] == scores["segments"]
 
 
+async def journey_caught_up(bootstrap: str, prefix: str) -> bool:
+    """Alerting's journey consumer (its own group, beside the signals one) has committed the
+    end of the resolved touchpoints and the identity changes: the journey an alert attaches is
+    complete. A signal can overtake the touchpoints before it on that other path; here the
+    test waits, as the touchpoints of a real journey come well before a later survey."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(f"{prefix}cxm-alerting.journey")
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (f"{prefix}cx.touchpoints.resolved", f"{prefix}cx.identity.merges")
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return all(
+        end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items()
+    )
+
+
 async def test_angry_detractor_reaches_support_webhook_and_stream_with_the_journey(
-    platform,
+    platform, kafka_bootstrap: str
 ) -> None:
     journey = Journey().across_four_channels(calls=1)
     await platform.post(*journey.events)
@@ -205,6 +235,11 @@ async def test_angry_detractor_reaches_support_webhook_and_stream_with_the_journ
         "phone", journey.ids["phone"], scored(len(journey.events)), what="journey scored"
     )
     customer = profile["customer_id"]
+    await platform.until(
+        lambda: journey_caught_up(kafka_bootstrap, platform.prefix),
+        timeout=60,
+        what="alerting's journey consumer caught up",
+    )
     survey = journey.angry_detractor_survey()
     await platform.post(survey)
 
