@@ -384,7 +384,7 @@ async def two_workers_each_one_killed(
 
 
 @pytest.mark.skip(
-    reason="known bug, issue 8: about 1 run in 7 (under heavy machine load) a merge is not "
+    reason="known bug, issue 8: in 3 of 13 runs (under heavy machine load) a merge is not "
     "applied by scoring - the identity change is on cx.identity.merges and scoring's export "
     "hand-off message is on its topic, but it was never processed (loser state intact, no "
     "import): a message lost in faust's consumption around a rebalance. Profiles, timelines "
