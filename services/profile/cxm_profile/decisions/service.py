@@ -13,27 +13,18 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
-_DECISION = """
-WITH RECURSIVE up(cur, parent, depth) AS (
-    {seed}
-    UNION ALL
-    SELECT c.customer_id, c.parent_id, up.depth + 1
-    FROM up JOIN profile.customers c ON c.customer_id = up.parent WHERE up.depth < 1000
-),
-root AS (SELECT cur AS id FROM up WHERE parent IS NULL),
-down(cid, depth) AS (
-    SELECT id, 0 FROM root
-    UNION ALL
-    SELECT c.customer_id, down.depth + 1
-    FROM down JOIN profile.customers c ON c.parent_id = down.cid WHERE down.depth < 1000
-)
-SELECT
+from cxm_profile.profiles.service import CLUSTER_CTE
+
+_DECISION = (
+    CLUSTER_CTE
+    + """SELECT
     (SELECT id FROM root) AS customer_id,
     (SELECT snapshot -> 'segments' FROM profile.scores
      WHERE customer_id IN (SELECT cid FROM down)
      ORDER BY (customer_id = (SELECT id FROM root)) DESC, updated_at DESC LIMIT 1) AS segments
     {extra}
 """
+)
 # The root's oldest link first: any link of the cluster leads to the root, the root's own
 # the most directly.
 _LEAD_KEY = """,

@@ -44,7 +44,9 @@ from cxm_shared.topics import Topics
 
 T = TypeVar("T")
 
-_PROFILE = """
+# A customer's cluster: ``root`` (the live customer, following merges up from ``{seed}``) and
+# ``down`` (the root and every customer merged into it). Shared with the decisions query.
+CLUSTER_CTE = """
 WITH RECURSIVE up(cur, parent, depth) AS (
     {seed}
     UNION ALL
@@ -58,7 +60,10 @@ down(cid, depth) AS (
     SELECT c.customer_id, down.depth + 1
     FROM down JOIN profile.customers c ON c.parent_id = down.cid WHERE down.depth < 1000
 )
-SELECT
+"""
+_PROFILE = (
+    CLUSTER_CTE
+    + """SELECT
     (SELECT id FROM root) AS customer_id,
     (SELECT created_at FROM profile.customers WHERE customer_id = (SELECT id FROM root))
         AS created_at,
@@ -75,6 +80,7 @@ SELECT
     (SELECT snapshot FROM profile.scores WHERE customer_id IN (SELECT cid FROM down)
      ORDER BY (customer_id = (SELECT id FROM root)) DESC, updated_at DESC LIMIT 1) AS scores
 """
+)
 PROFILE_BY_ID = text(
     _PROFILE.format(
         seed="SELECT customer_id, parent_id, 0 FROM profile.customers WHERE customer_id = :id"
