@@ -57,9 +57,9 @@ from cxm_scoring.experience.service import (
     source_key,
 )
 from cxm_scoring.insights.agents import InsightsTracker, register_insights
+from cxm_scoring.partition_values import follow_partition_values
 from cxm_shared.dlq import dead_letter
 from cxm_shared.events import CustomerErased, IdentityChange, ResolvedTouchpoint
-from cxm_shared.kafka import make_consumer
 from cxm_shared.streaming import make_faust_app
 from cxm_shared.topics import Topics
 
@@ -556,28 +556,12 @@ class Scorer:
     async def follow_base_stats(self) -> None:
         """Read every partition's statistics (the whole topic, no group) and recompute."""
         await self.base_stats.maybe_declare()
-        consumer = make_consumer(
-            self.settings.kafka_bootstrap, self.base_stats.get_topic_name(), group_id=None
+        await follow_partition_values(
+            self.settings.kafka_bootstrap,
+            self.base_stats.get_topic_name(),
+            self.base_by_partition,
+            on_change=self.apply_base_stats,
         )
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                changed = False
-                for records in batches.values():
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        partition = int(record.key)
-                        if record.value is None:
-                            self.base_by_partition.pop(partition, None)
-                        else:
-                            self.base_by_partition[partition] = orjson.loads(record.value)
-                        changed = True
-                if changed:
-                    self.apply_base_stats()
-        finally:
-            await consumer.stop()
 
 
 @dataclass(slots=True)

@@ -49,8 +49,8 @@ from cxm_scoring.insights.state import (
     merge_aggregates,
     set_segments,
 )
+from cxm_scoring.partition_values import follow_partition_values
 from cxm_shared.events import ResolvedTouchpoint
-from cxm_shared.kafka import make_consumer
 
 if TYPE_CHECKING:
     from cxm_scoring.config import ScoringSettings
@@ -222,30 +222,18 @@ class InsightsTracker:
     async def follow(self) -> None:
         """Read every partition's statistics (the whole topic, no group) and merge them."""
         await self.topic.maybe_declare()
-        consumer = make_consumer(
-            self.settings.kafka_bootstrap, self.topic.get_topic_name(), group_id=None
+        await follow_partition_values(
+            self.settings.kafka_bootstrap,
+            self.topic.get_topic_name(),
+            self.published,
+            decode=decode_aggregate,
+            on_change=self._on_published,
         )
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                changed = False
-                for records in batches.values():
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        partition = int(record.key)
-                        if record.value is None:
-                            self.published.pop(partition, None)
-                        else:
-                            self.published[partition] = decode_aggregate(orjson.loads(record.value))
-                        changed = True
-                if changed:
-                    self.view = merge_aggregates(self.published.values())
-                    self.view_version += 1
-                    self.export_metrics()
-        finally:
-            await consumer.stop()
+
+    def _on_published(self) -> None:
+        self.view = merge_aggregates(self.published.values())
+        self.view_version += 1
+        self.export_metrics()
 
     def export_metrics(self) -> None:
         """Whole-base figures as gauges (every worker exports the same numbers: dashboards
