@@ -17,6 +17,12 @@ import mode
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
 
+from cxm_shared.faust_safety import (
+    RebalanceSafeEvent,
+    install_durable_flush,
+    install_seek_before_resume,
+)
+
 log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 70
@@ -62,8 +68,13 @@ def make_faust_app(
         # and /readyz cannot stay green over an agent failing on every message. Bad input is
         # dead-lettered inside the agents and never raises.
         "agent_supervisor": mode.CrashingSupervisor,
+        # An event faust discards around a rebalance is fetched again, never committed
+        # unprocessed (see cxm_shared.faust_safety).
+        "Event": RebalanceSafeEvent,
     }
     options.update(overrides)
+    install_durable_flush()  # a commit never overtakes the table writes before it
+    install_seek_before_resume()  # no stream record is read before the seek that ends a rebalance
     # faust creates only the last level of its data directory
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)

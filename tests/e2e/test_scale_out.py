@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from cxm_shared.kafka import make_consumer
 from cxm_sim.journeys import SimConfig, World
@@ -185,14 +186,15 @@ async def mentions(bootstrap: str, topic: str, cid: str) -> list[str]:
             what = v.get("kind") or v.get("op")
             found.append(
                 f"{what} {v.get('loser_id') or v.get('loser')} -> "
-                f"{v.get('winner_id') or v.get('winner')} @{r.partition}:{r.offset}"
+                f"{v.get('winner_id') or v.get('winner')} @{r.partition}:{r.offset} t={r.timestamp}"
             )
     return found
 
 
 async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> dict[str, Any]:
     """Per customer id: events_applied in scoring's table (its changelog's newest value) and
-    on the scores topic, to tell which layer kept an older count."""
+    on the scores topic, to tell which layer kept an older count; and the scoring group's
+    committed offsets."""
     changelog = f"{platform.prefix}cxm-scoring-experience_by_customer-changelog"
     table = await latest_values(bootstrap, changelog)
     scores = await latest_values(bootstrap, f"{platform.prefix}cx.scores")
@@ -204,7 +206,16 @@ async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> d
 
     identity = f"{platform.prefix}cx.identity.merges"
     handoff = f"{platform.prefix}cxm-scoring-handoff"
-    return {
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{platform.prefix}cxm-scoring")
+    finally:
+        await admin.close()
+    committed = {
+        f"{tp.topic[len(platform.prefix) :]}:{tp.partition}": m.offset for tp, m in offsets.items()
+    }
+    stands = {
         c: {
             "table": applied(table.get(c)),
             "scores_topic": applied(scores.get(c)),
@@ -213,6 +224,7 @@ async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> d
         }
         for c in cids
     }
+    return {"scoring group's committed offsets": committed, **stands}
 
 
 async def settled(
@@ -383,13 +395,6 @@ async def two_workers_each_one_killed(
         return await what_a_user_sees(platform, customers, expected), seen
 
 
-@pytest.mark.skip(
-    reason="known bug, issue 8: in 3 of 13 runs (under heavy machine load) a merge is not "
-    "applied by scoring - the identity change is on cx.identity.merges and scoring's export "
-    "hand-off message is on its topic, but it was never processed (loser state intact, no "
-    "import): a message lost in faust's consumption around a rebalance. Profiles, timelines "
-    "and every other event agree. The failure message shows each layer. Unskip once fixed."
-)
 @pytest.mark.timeout(1200)
 async def test_two_workers_with_one_killed_give_the_same_profiles_scores_and_alerts(
     launch_platform, kafka_bootstrap: str

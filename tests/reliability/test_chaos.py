@@ -32,12 +32,6 @@ CI_RUN = ChaosConfig(
 )
 
 
-@pytest.mark.skip(
-    reason="known bug (issues 8 and 9): scoring loses a few acknowledged events from a "
-    "customer's state under repeated kills with two workers and a broker restart - timelines "
-    "complete, events_applied short, the event ids absent from the scoring changelog. This "
-    "run: 0/0/0 once, 14/0/0 once; make chaos (208k events): 2/0/0. Unskip once fixed."
-)
 async def test_nothing_acknowledged_is_lost_double_counted_or_invented_under_kill_9(
     kafka_bootstrap: str,  # the shared broker's install step fetched the jars reused here
     tmp_path: Path,
