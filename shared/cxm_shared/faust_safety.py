@@ -1,5 +1,5 @@
-"""Three places where faust-streaming (0.15.3) loses events under at-least-once, and what this
-project does about them. All were found by the two-worker scale-out test and the chaos run
+"""Where faust-streaming (0.15.3) loses events under at-least-once, and what this project
+does about it. All were found by the two-worker scale-out test and the chaos run
 (issues 8 and 9): a customer's score missing touchpoints, or a merge never applied, after a
 worker was killed or the group rebalanced.
 
@@ -41,7 +41,7 @@ worker was killed or the group rebalanced.
    seek and the flow resumption are done, and seeks a partition the group never committed to
    its first record (the new owner of such a partition was seen starting at the log's end).
 
-All three are installed by :func:`cxm_shared.streaming.make_faust_app`.
+All are installed by :func:`cxm_shared.streaming.make_faust_app`.
 """
 
 from __future__ import annotations
