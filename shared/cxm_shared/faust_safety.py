@@ -38,8 +38,7 @@ worker was killed or the group rebalanced.
    worker never processes those events (its commit stalls before them; seen as a customer's
    score short of touchpoints, or a merge's hand-off never applied, until the partition
    moves). :func:`install_seek_before_resume` holds the stream partitions paused until the
-   seek and the flow resumption are done, and seeks a partition the group never committed to
-   its first record (the new owner of such a partition was seen starting at the log's end).
+   seek and the flow resumption are done.
 
 All are installed by :func:`cxm_shared.streaming.make_faust_app`.
 """
@@ -194,32 +193,11 @@ def _seeking_first(method: Any) -> Any:
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         consumer = self.app.consumer
         held: list[Any] = []
-        seek = consumer.perform_seek
-
-        async def seek_uncommitted_from_the_start() -> None:
-            await seek()
-            # A partition no worker of the group has committed yet (committed offsets of 0 are
-            # cached as None too) is read from its first record: without this explicit seek
-            # the new owner was seen starting at the end of the log (records the killed
-            # previous owner had fetched but not committed were skipped).
-            uncommitted = {
-                tp: 0
-                for tp in consumer.assignment()
-                if not self._is_changelog_tp(tp) and consumer._committed_offset.get(tp) is None
-            }
-            if uncommitted:
-                # seek_wait runs on the Kafka client's own thread (a plain seek from here
-                # stalled the fetcher) and returns once the positions are set
-                await consumer.seek_wait(uncommitted)
-
-        # instance attributes shadow the methods while the recovery step runs
-        consumer.resume_partitions = held.append
-        consumer.perform_seek = seek_uncommitted_from_the_start
+        consumer.resume_partitions = held.append  # an instance attribute shadows the method
         try:
             return await method(self, *args, **kwargs)
         finally:
             del consumer.resume_partitions
-            del consumer.perform_seek
             for tps in held:
                 consumer.resume_partitions(tps)
 

@@ -155,11 +155,6 @@ async def test_a_flush_does_not_wait_for_records_queued_after_it(app: faust.App)
 class FakeConsumer:
     def __init__(self, calls: list[str]) -> None:
         self.calls = calls
-        # resolved-0 and the changelog have committed offsets, resolved-1 has none yet
-        self._committed_offset = {"resolved-0": 10, "changelog-0": 5}
-
-    def assignment(self) -> set[str]:
-        return {"resolved-0", "resolved-1", "changelog-0", "changelog-1"}
 
     def resume_partitions(self, tps: set[str]) -> None:
         self.calls.append(f"resume {sorted(tps)}")
@@ -167,9 +162,6 @@ class FakeConsumer:
     async def perform_seek(self) -> None:
         await asyncio.sleep(0.01)  # a round trip to the broker: other tasks run meanwhile
         self.calls.append("seek")
-
-    async def seek_wait(self, partitions: dict[str, int]) -> None:
-        self.calls.extend(f"seek {tp} to {offset}" for tp, offset in sorted(partitions.items()))
 
 
 async def end_of_recovery(recovery: Any, generation_id: int = 0) -> None:
@@ -180,16 +172,12 @@ async def end_of_recovery(recovery: Any, generation_id: int = 0) -> None:
     recovery.calls.append("flow resumed")
 
 
-async def test_stream_partitions_resume_after_the_seek_and_the_flow_uncommitted_from_0() -> None:
+async def test_stream_partitions_resume_only_after_the_seek_and_the_flow() -> None:
     calls: list[str] = []
-    recovery = SimpleNamespace(
-        app=SimpleNamespace(consumer=FakeConsumer(calls)),
-        calls=calls,
-        _is_changelog_tp=lambda tp: tp.startswith("changelog"),
-    )
+    recovery = SimpleNamespace(app=SimpleNamespace(consumer=FakeConsumer(calls)), calls=calls)
     await _seeking_first(end_of_recovery)(recovery, generation_id=3)
-    assert calls == ["seek", "seek resolved-1 to 0", "flow resumed", "resume ['resolved-0']"]
-    assert not {"resume_partitions", "perform_seek"} & set(vars(recovery.app.consumer))
+    assert calls == ["seek", "flow resumed", "resume ['resolved-0']"]
+    assert "resume_partitions" not in vars(recovery.app.consumer)  # the method is back
     calls.clear()
     await end_of_recovery(recovery)  # faust's order, for contrast
     assert calls == ["resume ['resolved-0']", "seek", "flow resumed"]
