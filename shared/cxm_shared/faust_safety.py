@@ -151,7 +151,8 @@ async def _flush_what_was_queued(self: Any) -> None:
             while not self.pending.empty():
                 await self._send_pending(self.pending.get_nowait())
             if loop.time() - started > STOP_FLUSH_S:
-                log.warning("producer stopped with %d records not handed over", target)
+                left = target - getattr(self, "_cxm_handed", 0)
+                log.warning("producer stopped with %d records not handed over", left)
                 return
             await asyncio.sleep(0.01)
             continue
