@@ -28,19 +28,13 @@ worker was killed or the group rebalanced.
    streams share a topic, a message one stream tracked and another discarded is still
    committed (documented limit, not the case in this project).
 
-3. **Stream partitions resumed before the seek.** When a rebalance's recovery ends, faust
-   resumes the stream partitions, *then* seeks them to the committed offsets, *then* resumes
-   flow control (``Recovery.on_recovery_completed`` and ``_resume_streams``) — with flow
-   already active since the changelog reading. While the seek is awaited the fetcher hands
-   the agents records from wherever the client stood, and moves faust's read offset past
-   them; resuming flow control then empties the agents' queues, dropping the ones not yet
-   taken, and the copies fetched again after the seek are dropped as already read. This
-   worker never processes those events (its commit stalls before them; seen as a customer's
-   score short of touchpoints, or a merge's hand-off never applied, until the partition
-   moves). :func:`install_seek_before_resume` holds the stream partitions paused until the
-   seek and the flow resumption are done.
+Not fixed here (see issue 8): at the end of a rebalance's recovery faust resumes the stream
+partitions, *then* seeks them to the committed offsets, with flow already active, and records
+fetched during the seek were seen dropped when flow control resumed; and a new owner was seen
+reading partitions from the end of the log. Holding the partitions paused until the seek was
+done (tried) made a restarted worker stop consuming altogether, so it is not installed.
 
-All are installed by :func:`cxm_shared.streaming.make_faust_app`.
+Both are installed by :func:`cxm_shared.streaming.make_faust_app`.
 """
 
 from __future__ import annotations
@@ -50,7 +44,6 @@ import logging
 from typing import Any
 
 import faust
-from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import ack_lock
 from prometheus_client import Counter
@@ -180,35 +173,3 @@ def install_durable_flush() -> None:
     ProducerBuffer.put = _put_counted  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush_what_was_queued  # type: ignore[method-assign]
-
-
-# -- 3. seek, then resume --------------------------------------------------------------------
-
-
-def _seeking_first(method: Any) -> Any:
-    """Run a ``Recovery`` method that resumes the stream partitions and then seeks them, with
-    the resumption held back until the method is done (seek and flow resumption included)."""
-    if getattr(method, "_cxm_seek_first", False):
-        return method
-
-    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        consumer = self.app.consumer
-        held: list[Any] = []
-        consumer.resume_partitions = held.append  # an instance attribute shadows the method
-        try:
-            return await method(self, *args, **kwargs)
-        finally:
-            del consumer.resume_partitions
-            for tps in held:
-                consumer.resume_partitions(tps)
-
-    wrapper._cxm_seek_first = True  # type: ignore[attr-defined]
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
-
-
-def install_seek_before_resume() -> None:
-    """Patch faust's ``Recovery`` (every app in the process; idempotent)."""
-    Recovery.on_recovery_completed = _seeking_first(Recovery.on_recovery_completed)  # type: ignore[method-assign]
-    Recovery._resume_streams = _seeking_first(Recovery._resume_streams)  # type: ignore[method-assign]

@@ -17,11 +17,7 @@ import mode
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
 
-from cxm_shared.faust_safety import (
-    RebalanceSafeEvent,
-    install_durable_flush,
-    install_seek_before_resume,
-)
+from cxm_shared.faust_safety import RebalanceSafeEvent, install_durable_flush
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +70,6 @@ def make_faust_app(
     }
     options.update(overrides)
     install_durable_flush()  # a commit never overtakes the table writes before it
-    install_seek_before_resume()  # no stream record is read before the seek that ends a rebalance
     # faust creates only the last level of its data directory
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)

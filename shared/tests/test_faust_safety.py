@@ -1,7 +1,6 @@
 """faust's offset bookkeeping with cxm_shared.faust_safety installed (faust's real consumer and
 producer buffer, no broker: offsets are only computed, never sent): an event faust discards
-around a rebalance leaves its offset uncommitted, a flush waits for every table write, and
-the stream partitions resume only after the seek that ends a rebalance."""
+around a rebalance leaves its offset uncommitted, and a flush waits for every table write."""
 
 from __future__ import annotations
 
@@ -13,12 +12,11 @@ from typing import Any
 
 import faust
 import pytest
-from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from cxm_shared.faust_safety import DISCARDED, RebalanceSafeEvent, _seeking_first
+from cxm_shared.faust_safety import DISCARDED, RebalanceSafeEvent
 from cxm_shared.streaming import make_faust_app
 
 TOPIC = "acks-topic"
@@ -150,39 +148,3 @@ async def test_a_flush_does_not_wait_for_records_queued_after_it(app: faust.App)
     finally:
         await buffer.stop()
     assert len(channel.published) == 21  # the rest was handed over when the buffer stopped
-
-
-class FakeConsumer:
-    def __init__(self, calls: list[str]) -> None:
-        self.calls = calls
-
-    def resume_partitions(self, tps: set[str]) -> None:
-        self.calls.append(f"resume {sorted(tps)}")
-
-    async def perform_seek(self) -> None:
-        await asyncio.sleep(0.01)  # a round trip to the broker: other tasks run meanwhile
-        self.calls.append("seek")
-
-
-async def end_of_recovery(recovery: Any, generation_id: int = 0) -> None:
-    """The order faust's Recovery.on_recovery_completed / _resume_streams use."""
-    consumer = recovery.app.consumer
-    consumer.resume_partitions({"resolved-0"})
-    await consumer.perform_seek()
-    recovery.calls.append("flow resumed")
-
-
-async def test_stream_partitions_resume_only_after_the_seek_and_the_flow() -> None:
-    calls: list[str] = []
-    recovery = SimpleNamespace(app=SimpleNamespace(consumer=FakeConsumer(calls)), calls=calls)
-    await _seeking_first(end_of_recovery)(recovery, generation_id=3)
-    assert calls == ["seek", "flow resumed", "resume ['resolved-0']"]
-    assert "resume_partitions" not in vars(recovery.app.consumer)  # the method is back
-    calls.clear()
-    await end_of_recovery(recovery)  # faust's order, for contrast
-    assert calls == ["resume ['resolved-0']", "seek", "flow resumed"]
-
-
-async def test_faust_recovery_is_patched(app: faust.App) -> None:
-    assert getattr(Recovery.on_recovery_completed, "_cxm_seek_first", False)
-    assert getattr(Recovery._resume_streams, "_cxm_seek_first", False)

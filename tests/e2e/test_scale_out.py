@@ -396,11 +396,11 @@ async def two_workers_each_one_killed(
 
 
 @pytest.mark.skip(
-    reason="known bug, issue 8: when the killed worker had fetched records of a partition the "
-    "group had never committed, the survivor was seen reading that partition from the end of "
-    "the log (merges and hand-offs skipped) - 2 of 10 runs since the faust fixes in "
-    "cxm_shared.faust_safety, both at load 6-7. An explicit seek of such partitions to 0 "
-    "stalled consumption in 2 of 3 runs and was reverted. Unskip once fixed."
+    reason="known bug, issue 8: faust-streaming drops records around a rebalance (stream "
+    "partitions resumed before the seek to the committed offsets; a new owner reading from the "
+    "end of the log). With the two fixes in cxm_shared.faust_safety alone it failed 3 of 6 "
+    "runs; a third change made it pass 7 of 10 but stalled a restarted worker and was "
+    "removed. The failure message shows each layer. Unskip once fixed."
 )
 @pytest.mark.timeout(1200)
 async def test_two_workers_with_one_killed_give_the_same_profiles_scores_and_alerts(
