@@ -398,8 +398,8 @@ async def two_workers_each_one_killed(
 @pytest.mark.skip(
     reason="known bug, issue 8: faust-streaming drops records around a rebalance (stream "
     "partitions resumed before the seek to the committed offsets; a new owner reading from the "
-    "end of the log). With the two fixes in cxm_shared.faust_safety alone it failed 3 of 6 "
-    "runs; a third change made it pass 7 of 10 but stalled a restarted worker and was "
+    "end of the log). With the two fixes in cxm_shared.faust_safety alone it failed 2 of 5 "
+    "completed runs; a third change made it pass 7 of 10 but stalled a restarted worker and was "
     "removed. The failure message shows each layer. Unskip once fixed."
 )
 @pytest.mark.timeout(1200)
