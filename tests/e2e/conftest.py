@@ -34,6 +34,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from cxm_shared.kafka import drop_topics
 from cxm_shared.testing.infra import REPO_ROOT, fresh_database
+from cxm_shared.testing.polling import wait_until
 
 SERVICES = ("ingest", "profile", "scoring", "alerting")
 WRITE_KEY = "dev-write-key"
@@ -46,27 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[Any]], *, timeout: float, what: str, every: float = 0.25
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds. A poll
-    whose HTTP request failed in transit (a keep-alive connection the server closed as the
-    request went out, a busy service resetting) counts as "not yet", not as the answer."""
-    deadline = time.monotonic() + timeout
-    failed: httpx.TransportError | None = None
-    while True:
-        try:
-            result = await check()
-        except httpx.TransportError as exc:
-            result, failed = None, exc
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            last = f" (last poll failed: {failed!r})" if failed is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{last}")
-        await asyncio.sleep(every)
 
 
 # -- webhook receiver ---------------------------------------------------------------------------

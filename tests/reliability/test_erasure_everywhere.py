@@ -49,6 +49,7 @@ from cxm_profile.identity.normalisers import normalise
 from cxm_shared.kafka import drop_topics
 from cxm_shared.lag import OffsetsReader
 from cxm_shared.testing.infra import fresh_database
+from cxm_shared.testing.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -115,17 +116,7 @@ def journey(run: str, who: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
 
 
 async def until(check: Callable[[], Awaitable[Any]], *, timeout: float, what: str) -> Any:
-    """Poll ``check`` until it holds; a request that failed in transit is "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await check()
-        except httpx.TransportError:
-            result = None
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        await asyncio.sleep(0.5)
+    return await wait_until(check, timeout=timeout, what=what, every=0.5)
 
 
 def needles_of(ids: dict[str, str]) -> tuple[set[str], set[str]]:
