@@ -17,7 +17,7 @@ import mode
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry
 
-from cxm_shared.faust_safety import RebalanceSafeEvent, install_durable_flush
+from cxm_shared.faust_safety import RebalanceSafeEvent, install_durable_flush, install_seek_safety
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def make_faust_app(
     }
     options.update(overrides)
     install_durable_flush()  # a commit never overtakes the table writes before it
+    install_seek_safety()  # a rebalance's seek is not undone by records fetched before it
     # faust creates only the last level of its data directory
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)

@@ -191,6 +191,16 @@ async def mentions(bootstrap: str, topic: str, cid: str) -> list[str]:
     return found
 
 
+async def positions(bootstrap: str, topic: str, cid: str) -> list[str]:
+    """Where the records of ``topic`` naming ``cid`` are (partition:offset), to compare with
+    the group's committed offsets."""
+    return [
+        f"{r.partition}:{r.offset}"
+        for r in await read_all(bootstrap, topic)
+        if r.value is not None and cid.encode() in r.value
+    ]
+
+
 async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> dict[str, Any]:
     """Per customer id: events_applied in scoring's table (its changelog's newest value) and
     on the scores topic, to tell which layer kept an older count; and the scoring group's
@@ -206,6 +216,7 @@ async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> d
 
     identity = f"{platform.prefix}cx.identity.merges"
     handoff = f"{platform.prefix}cxm-scoring-handoff"
+    resolved = f"{platform.prefix}cx.touchpoints.resolved"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -221,6 +232,7 @@ async def where_scores_stand(platform: Any, bootstrap: str, cids: set[str]) -> d
             "scores_topic": applied(scores.get(c)),
             "identity_topic": await mentions(bootstrap, identity, c),
             "handoff_topic": await mentions(bootstrap, handoff, c),
+            "resolved_topic": await positions(bootstrap, resolved, c),
         }
         for c in cids
     }
@@ -395,13 +407,6 @@ async def two_workers_each_one_killed(
         return await what_a_user_sees(platform, customers, expected), seen
 
 
-@pytest.mark.skip(
-    reason="known bug, issue 8: faust-streaming drops records around a rebalance (stream "
-    "partitions resumed before the seek to the committed offsets; a new owner reading from the "
-    "end of the log). With the two fixes in cxm_shared.faust_safety alone it failed 2 of 5 "
-    "completed runs; a third change made it pass 7 of 10 but stalled a restarted worker and was "
-    "removed. The failure message shows each layer. Unskip once fixed."
-)
 @pytest.mark.timeout(1200)
 async def test_two_workers_with_one_killed_give_the_same_profiles_scores_and_alerts(
     launch_platform, kafka_bootstrap: str

@@ -298,6 +298,16 @@ class Stack:
                 out.append(f"--- {log.name}\n" + "\n".join(bad[-lines:]))
         return "\n".join(out)
 
+    def log_tails(self, lines: int = 25) -> str:
+        """The last lines of each service's log (a process that died says why there)."""
+        out = []
+        for service in SERVICES:
+            log = Path(self.env["CXM_DATA_DIR"]) / "logs" / f"{service}.log"
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {service}.log\n" + "\n".join(line[:300] for line in tail))
+        return "\n".join(out)
+
 
 @pytest.fixture
 def receivers() -> Iterator[Receivers]:
@@ -666,7 +676,10 @@ async def test_every_panel_and_rule_has_data_on_a_real_prometheus(stack: Stack) 
     async with httpx.AsyncClient(timeout=15) as client:
         prometheus = Prometheus(client, f"http://127.0.0.1:{stack.env['CXM_PROMETHEUS_PORT']}")
         traffic = Traffic(client, stack)
-        await traffic.seed()
+        try:
+            await traffic.seed()
+        except httpx.TransportError as exc:  # a service down: say which and why
+            pytest.fail(f"seeding failed: {exc!r}\n{stack.log_tails()}")
         stop = asyncio.Event()
         flowing = asyncio.create_task(traffic.flow(stop))
         try:

@@ -32,13 +32,6 @@ CI_RUN = ChaosConfig(
 )
 
 
-@pytest.mark.skip(
-    reason="known bug (issues 8 and 9): with the two faust fixes installed (cxm_shared."
-    "faust_safety) this run lost 1 of ~2,400 events once; a third change (hold the stream "
-    "partitions paused until the seek that ends a rebalance) made it pass 4 of 4 and make "
-    "chaos 0/0/0 over 209k events, but stalled a restarted scoring worker and was removed. "
-    "Unskip once fixed."
-)
 async def test_nothing_acknowledged_is_lost_double_counted_or_invented_under_kill_9(
     kafka_bootstrap: str,  # the shared broker's install step fetched the jars reused here
     tmp_path: Path,

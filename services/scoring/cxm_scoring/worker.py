@@ -425,15 +425,24 @@ class Scorer:
 
     async def _export(self, loser: str, *, winner: str, merge_id: str) -> None:
         entry = self.load(loser.encode())
-        tombstone = None
         if isinstance(entry, Tombstone):
             if entry.erased or entry.merge_id != merge_id:
                 return  # erased, or already merged elsewhere: nothing of this merge to move
             exported = entry.exported  # a redelivered export: send the same state again
         else:
+            # State before output, unlike everywhere else: the winner takes one import per
+            # merge id, so the loser must be a tombstone (holding the state it exports) before
+            # the import is sent. Sent first, a kill before the tombstone's changelog write
+            # left the loser alive after the restart: its next events were applied to it, and
+            # the import re-sent with them was ignored as a repeat, losing them. Now a
+            # redelivered export finds the tombstone and re-sends exactly what it holds.
             exported = entry.to_dict() if entry is not None else None
             tombstone = Tombstone(merged_into=winner, merge_id=merge_id, exported=exported)
             await self._send(self._scores_name, loser.encode(), None)
+            self.save(loser.encode(), tombstone)
+            await self._acknowledged()  # the flush in it makes the tombstone durable too
+            if isinstance(entry, ExperienceState):
+                self.segment_counts.change(entry.segments, ())
         body = {
             "op": "import",
             "winner": winner,
@@ -443,10 +452,6 @@ class Scorer:
         }
         await self._send(self._handoff_name, winner.encode(), orjson.dumps(body))
         await self._acknowledged()
-        if tombstone is not None:
-            self.save(loser.encode(), tombstone)
-            if isinstance(entry, ExperienceState):
-                self.segment_counts.change(entry.segments, ())
 
     async def _import(
         self, winner: str, *, loser: str, merge_id: str, data: dict[str, Any] | None
