@@ -61,7 +61,7 @@ def journey(run: str, who: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """A customer across web, app, store and hotline (several provisional profiles merged
     into one), ending with an angry detractor survey that raises alerts."""
     r = f"{who}{run}"
-    n = int(run[:6], 16) % 10_000
+    n = 1000 + int(run[:6], 16) % 9000  # 090-0xxx is not a valid number: never a leading 0
     ids = {
         "anonymous_id": f"anon-{r}",
         "device_id": f"dev-{r}",

@@ -18,7 +18,7 @@ from cxm_profile.identity.identifiers import parse_identifiers
 from cxm_profile.identity.rules import DEFAULT_RULES, Trust, load_rules
 from cxm_sim.cli import main
 from cxm_sim.journeys import WEEK, Planned, SimConfig, World, default_namespace
-from cxm_sim.people import Customer
+from cxm_sim.people import Customer, phone_number
 from cxm_sim.send import MAX_BATCH_BYTES, encode_batch, split_batches
 from cxm_sim.tally import Tally, nps
 
@@ -107,6 +107,18 @@ def test_every_identifier_is_accepted_by_the_profile_rules(planned: list[Planned
     for p in planned:
         parsed = parse_identifiers(p.event["identifiers"], rules=rules, secret=b"test")
         assert not parsed.ignored, (p.event["event_id"], parsed.ignored)
+
+
+def test_phone_numbers_are_valid_and_distinct_for_every_index() -> None:
+    """Across namespaces and far more customers than a small world has: every number is one
+    libphonenumber accepts , none repeats within a namespace."""
+    rules = load_rules(DEFAULT_RULES)
+    for namespace in ("demo", "chaos-a", "chaos-b"):
+        numbers = [phone_number(namespace, i) for i in range(3000)]
+        assert len(set(numbers)) == len(numbers)
+        for number in numbers:
+            parsed = parse_identifiers({"phone": number}, rules=rules, secret=b"test")
+            assert not parsed.ignored, (number, parsed.ignored)
 
 
 def test_identifiers_overlap_into_exactly_one_customer_each(
