@@ -111,7 +111,7 @@ def test_every_identifier_is_accepted_by_the_profile_rules(planned: list[Planned
 
 def test_phone_numbers_are_valid_and_distinct_for_every_index() -> None:
     """Across namespaces and far more customers than a small world has: every number is one
-    libphonenumber accepts , none repeats within a namespace."""
+    libphonenumber accepts, none repeats within a namespace."""
     rules = load_rules(DEFAULT_RULES)
     for namespace in ("demo", "chaos-a", "chaos-b"):
         numbers = [phone_number(namespace, i) for i in range(3000)]
