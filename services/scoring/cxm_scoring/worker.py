@@ -10,7 +10,8 @@ Topics and agents:
 - ``hand_over`` (internal ``<app id>-handoff``, co-partitioned with the resolved topic):
   ``export`` on the loser's partition takes its state out (leaving a tombstone that remembers
   it), ``import`` on the winner's partition combines it; ``forward`` carries a touchpoint that
-  still arrived for a merged-away customer to the winner; ``erase`` deletes state and writes a
+  still arrived for a merged-away customer to the winner (not one the loser had applied: that
+  one is in the exported state already); ``erase`` deletes state and writes a
   tombstone on the scores topic; ``unmerge`` restores the loser's state as it was at the merge
   (documented limit: what the loser did while merged stays with the winner, aggregates cannot
   be split back).
@@ -382,6 +383,15 @@ class Scorer:
             metrics.EVENTS_SKIPPED.labels("erased").inc()
             return
         assert entry.merged_into is not None
+        if entry.exported is not None and touchpoint.event_id in entry.exported.get(
+            "applied_ids", ()
+        ):
+            # A redelivery of an event the loser had applied: it reaches the winner inside
+            # the exported state. Forwarded too, it could arrive before that import (after a
+            # restart the touchpoint is redelivered before the export that re-sends the
+            # import), be applied, and then be counted a second time by the import.
+            metrics.EVENTS_SKIPPED.labels("duplicate").inc()
+            return
         metrics.EVENTS_SKIPPED.labels("forwarded").inc()
         body = {"op": "forward", "winner": entry.merged_into, "event": _dump(touchpoint)}
         await self._send(self._handoff_name, entry.merged_into.encode(), orjson.dumps(body))
